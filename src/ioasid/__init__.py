@@ -1,0 +1,10 @@
+"""ioasid: the Linux IOMMUFD uAPI (``/dev/iommu``, born as the ``/dev/ioasid`` proposal) in Python.
+
+* ``ioasid.uapi`` — the kernel ABI as data (structs, ioctl numbers, flags).
+* ``ioasid.backends`` — ``sim`` (an embedded, faithful model of Linux 7.3 iommufd, the
+  default) and ``linux`` (the real ``/dev/iommu``), both behind one raw ``ioctl`` contract.
+* ``ioasid.api`` — the Pythonic layer (``Iommufd``, ``Ioas``, ...).
+* ``ioasid.topology`` — PCI topology → IOMMU groups, as Linux forms them.
+"""
+
+__version__ = "0.1.0"

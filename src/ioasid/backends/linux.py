@@ -1,0 +1,57 @@
+"""The real kernel: ``/dev/iommu`` and VFIO cdevs through ``fcntl.ioctl``."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+from ioasid.backends.base import IoctlArg
+
+NAME = "linux"
+
+
+class LinuxHandle:
+    """A real file descriptor; every call goes straight to the kernel."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+
+    def fileno(self) -> int:
+        if self._fd < 0:
+            raise ValueError(f"{self.path}: I/O operation on a closed handle")
+        return self._fd
+
+    def ioctl(self, request: int, arg: IoctlArg = 0) -> int:
+        if isinstance(arg, int):
+            return fcntl.ioctl(self.fileno(), request, arg)
+        return fcntl.ioctl(self.fileno(), request, arg, True)
+
+    def read(self, n: int) -> bytes:
+        return os.read(self.fileno(), n)
+
+    def write(self, data: bytes) -> int:
+        return os.write(self.fileno(), data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def __enter__(self) -> LinuxHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<linux handle {self.path} fd={self._fd}>"
+
+
+def open(path: str = "/dev/iommu", flags: int = os.O_RDWR) -> LinuxHandle:  # noqa: A001
+    """Open ``path`` on the running kernel (``/dev/iommu``, ``/dev/vfio/devices/vfioN``, ...)."""
+    return LinuxHandle(path, os.open(path, flags | os.O_CLOEXEC))

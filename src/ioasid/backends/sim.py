@@ -1,0 +1,97 @@
+"""The embedded kernel: ``/dev/iommu`` served by ``ioasid.kernel``, a model of Linux 7.3.
+
+Every call crosses the same ABI as on a real kernel: the struct bytes in ``arg`` (or at the
+address ``arg``) are decoded by the simulated kernel, which writes its outputs back into the
+caller's memory and fails with ``OSError`` carrying the kernel's errno. The error message
+also names the rule that failed, which the real kernel cannot tell you.
+
+Each handle owns a real file descriptor (an ``eventfd``) so that its number never collides
+with the process's other fds and can be passed where the kernel expects an fd.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ioasid.backends.base import IoctlArg
+from ioasid.hw.memory import buffer_address
+from ioasid.kernel.machine import File, Kernel
+
+NAME = "sim"
+
+_kernel: Kernel | None = None
+
+
+def kernel() -> Kernel:
+    """The simulated host's kernel, shared by every handle of this process."""
+    global _kernel
+    if _kernel is None:
+        _kernel = Kernel()
+    return _kernel
+
+
+def reset() -> Kernel:
+    """Boot a fresh simulated kernel (open handles keep the old one)."""
+    global _kernel
+    _kernel = Kernel()
+    return _kernel
+
+
+class SimHandle:
+    """An open file of the simulated kernel."""
+
+    def __init__(self, path: str, k: Kernel, file: File) -> None:
+        self.path = path
+        self.kernel = k
+        self.file = file
+        self._fd = os.eventfd(0, os.EFD_CLOEXEC)
+        k.files[self._fd] = file
+
+    def fileno(self) -> int:
+        if self._fd < 0:
+            raise ValueError(f"{self.path}: I/O operation on a closed handle")
+        return self._fd
+
+    def ioctl(self, request: int, arg: IoctlArg = 0) -> int:
+        self.fileno()
+        if isinstance(arg, int):
+            return self.file.ioctl(request, arg)
+        if isinstance(arg, memoryview):
+            arg = arg.cast("B")
+        return self.file.ioctl(request, buffer_address(arg))
+
+    def read(self, n: int) -> bytes:
+        raise OSError(22, f"{self.path}: read is not supported")
+
+    def write(self, data: bytes) -> int:
+        raise OSError(22, f"{self.path}: write is not supported")
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            self.kernel.files.pop(fd, None)
+            os.close(fd)
+            self.file.release()
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def __enter__(self) -> SimHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<sim handle {self.path} fd={self._fd}>"
+
+
+def open(path: str = "/dev/iommu", flags: int = os.O_RDWR) -> SimHandle:  # noqa: A001
+    """Open a device node of the simulated host (``/dev/iommu``, ``/dev/vfio/vfio``)."""
+    k = kernel()
+    return SimHandle(path, k, k.open(path))

@@ -1,0 +1,28 @@
+"""``iommufd_ioctl_ops[]``: which handler serves which command number."""
+
+from __future__ import annotations
+
+from ioasid import uapi
+from ioasid.uapi._abi import _IOC_NR
+from ioasid.kernel import ioas, vfio_compat
+from ioasid.kernel.main import Handler
+
+_HANDLERS: dict[str, Handler] = {
+    "IOMMU_DESTROY": ioas.destroy,
+    "IOMMU_IOAS_ALLOC": ioas.ioas_alloc,
+    "IOMMU_IOAS_ALLOW_IOVAS": ioas.ioas_allow_iovas,
+    "IOMMU_IOAS_COPY": ioas.ioas_copy,
+    "IOMMU_IOAS_IOVA_RANGES": ioas.ioas_iova_ranges,
+    "IOMMU_IOAS_MAP": ioas.ioas_map,
+    "IOMMU_IOAS_MAP_FILE": ioas.ioas_map_file,
+    "IOMMU_IOAS_UNMAP": ioas.ioas_unmap,
+    "IOMMU_IOAS_CHANGE_PROCESS": ioas.ioas_change_process,
+    "IOMMU_OPTION": ioas.option,
+    "IOMMU_VFIO_IOAS": vfio_compat.vfio_ioas,
+}
+
+TABLE: dict[int, tuple[uapi.IoctlDef, Handler]] = {
+    op.nr: (op, _HANDLERS[op.name]) for op in uapi.IOMMUFD_IOCTLS if op.name in _HANDLERS
+}
+TABLE_SIZE = _IOC_NR(uapi.IOMMU_TEST_CMD) - uapi.IOMMUFD_CMD_BASE + 1
+"""Table entries run up to ``IOMMU_TEST_CMD`` (0xa0) in a CONFIG_IOMMUFD_TEST kernel."""

@@ -1,0 +1,73 @@
+"""The simulated host's kernel: open files, processes, and user-memory access.
+
+One :class:`Kernel` is shared by every handle the ``sim`` backend opens, as one kernel serves
+every open of ``/dev/iommu`` on a real host.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Protocol
+
+from ioasid.kernel.errors import fail
+from ioasid.kernel.process import Processes
+
+
+class File(Protocol):
+    """What ``struct file_operations`` a simulated character device offers."""
+
+    def ioctl(self, cmd: int, arg: int) -> int: ...
+
+    def release(self) -> None: ...
+
+
+class Kernel:
+    """The simulated kernel's global state."""
+
+    def __init__(self) -> None:
+        self.processes = Processes()
+        self.files: dict[int, File] = {}
+
+    def copy_from_user(self, addr: int, length: int) -> bytes:
+        if addr == 0 and length:
+            fail(errno.EFAULT, f"NULL user pointer for {length} bytes")
+        return self.processes.current.mm.aspace.read(addr, length)
+
+    def copy_to_user(self, addr: int, data: bytes) -> None:
+        if addr == 0 and data:
+            fail(errno.EFAULT, f"NULL user pointer for {len(data)} bytes")
+        self.processes.current.mm.aspace.write(addr, data)
+
+    def open(self, path: str) -> File:
+        """``open(2)`` of one of the simulated device nodes."""
+        from ioasid.kernel.main import IommufdCtx
+
+        if path == "/dev/iommu":
+            return IommufdFile(IommufdCtx(self))
+        if path == "/dev/vfio/vfio":
+            return IommufdFile(IommufdCtx(self, vfio_container=True))
+        fail(errno.ENOENT, f"{path}: no such device node on the simulated host")
+
+    def fget(self, fd: int) -> File | None:
+        return self.files.get(fd)
+
+
+class IommufdFile:
+    """``iommufd_fops``: ioctl goes to the context, release destroys its objects."""
+
+    def __init__(self, ictx: object) -> None:
+        from ioasid.kernel.main import IommufdCtx
+
+        assert isinstance(ictx, IommufdCtx)
+        self.ictx = ictx
+
+    def ioctl(self, cmd: int, arg: int) -> int:
+        return self.ictx.ioctl(cmd, arg)
+
+    def release(self) -> None:
+        self.ictx.release()
+
+
+def strerror(err: int) -> str:
+    return f"[Errno {err}] {os.strerror(err)} ({errno.errorcode.get(err, '?')})"

@@ -1,0 +1,203 @@
+"""``pages.c``: the memory behind areas, its pinning and its accounting.
+
+An :class:`IoptPages` is what one ``IOMMU_IOAS_MAP`` or ``IOMMU_IOAS_MAP_FILE`` refers to;
+``IOMMU_IOAS_COPY`` shares it between areas. Pages are pinned only when something needs
+them — an area filled into a domain, or an access object — and each pinned page is counted
+once per ``IoptPages`` however many users hold it, as ``pages->pinned_pfns`` does.
+
+Accounting modes (``IOPT_PAGES_ACCOUNT_*``): NONE when the mapper had ``CAP_IPC_LOCK``;
+USER (``user->locked_vm`` against ``RLIMIT_MEMLOCK``, io_uring style, the ``/dev/iommu``
+default); MM (``mm->locked_vm``, VFIO type1 compatible). Every mode also moves
+``mm->pinned_vm``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from enum import IntEnum
+
+from ioasid.hw.memory import PAGE_SIZE
+from ioasid.kernel.errors import fail
+from ioasid.kernel.process import CAP_IPC_LOCK, MmStruct, Task, UserStruct
+from ioasid.kernel.rangecount import RangeCount
+
+SIZE_MAX = ULONG_MAX = (1 << 64) - 1
+
+TMPFS_MAGIC = 0x01021994
+HUGETLBFS_MAGIC = 0x958458F6
+
+
+class AccountMode(IntEnum):
+    NONE = 0
+    USER = 1
+    MM = 2
+
+
+class AddressType(IntEnum):
+    USER = 0
+    FILE = 1
+    DMABUF = 2
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 112)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_fstatfs = _libc.fstatfs
+_fstatfs.argtypes = [ctypes.c_int, ctypes.POINTER(_Statfs)]
+
+
+def fs_magic(fd: int) -> int:
+    buf = _Statfs()
+    if _fstatfs(fd, ctypes.byref(buf)) != 0:
+        return 0
+    return buf.f_type & 0xFFFFFFFF
+
+
+class IoptPages:
+    """``struct iopt_pages``."""
+
+    def __init__(self, task: Task, start_byte: int, length: int, writable: bool) -> None:
+        # iopt_alloc_pages(): protects DIV_ROUND_UP and size_t from overflow
+        if length > SIZE_MAX - PAGE_SIZE or length == 0:
+            fail(errno.EINVAL, f"length {length:#x} must be non-zero and at most SIZE_MAX - PAGE_SIZE")
+        self.type = AddressType.USER
+        self.uptr = 0
+        self.file_fd = -1
+        self.start = 0
+        self.npages = (length + start_byte + PAGE_SIZE - 1) // PAGE_SIZE
+        self.writable = writable
+        self.account_mode = AccountMode.NONE if task.capable(CAP_IPC_LOCK) else AccountMode.USER
+        self.source_task = task
+        self.source_mm = task.mm
+        self.source_user = task.user
+        self.pins = RangeCount()
+        self.npinned = 0
+        self.last_npinned = 0
+        self.kref = 1
+
+    @classmethod
+    def user(cls, task: Task, uptr: int, length: int, writable: bool) -> IoptPages:
+        """``iopt_alloc_user_pages``."""
+        if uptr + length > ULONG_MAX:
+            fail(errno.EOVERFLOW, f"user_va {uptr:#x} + length {length:#x} overflows")
+        down = uptr - uptr % PAGE_SIZE
+        pages = cls(task, uptr - down, length, writable)
+        pages.uptr = down
+        pages.type = AddressType.USER
+        return pages
+
+    @classmethod
+    def file(cls, task: Task, fd: int, start: int, length: int, writable: bool) -> IoptPages:
+        """``iopt_alloc_file_pages``: holds its own reference to the file."""
+        start_byte = start % PAGE_SIZE
+        pages = cls(task, start_byte, length, writable)
+        pages.file_fd = os.dup(fd)
+        pages.start = start - start_byte
+        pages.type = AddressType.FILE
+        return pages
+
+    def get(self) -> IoptPages:
+        self.kref += 1
+        return self
+
+    def put(self) -> None:
+        self.kref -= 1
+        if self.kref == 0:
+            assert self.npinned == 0, "pages freed while pinned"
+            if self.file_fd >= 0:
+                os.close(self.file_fd)
+                self.file_fd = -1
+
+    def address_of(self, start_byte: int) -> int:
+        """The user VA (or file offset) at ``start_byte``: the auto-IOVA alignment hint."""
+        return start_byte + (self.uptr if self.type == AddressType.USER else self.start)
+
+    # pinning -----------------------------------------------------------------------------
+
+    def _check_source(self, first: int, last: int) -> None:
+        """What ``pin_user_pages_remote``/``memfd_pin_folios`` would refuse."""
+        if self.type == AddressType.USER:
+            if not self.source_mm.alive:
+                fail(errno.EFAULT, "the mm that mapped these pages has exited")
+            self.source_mm.aspace.check_pinnable(
+                self.uptr + first * PAGE_SIZE, (last - first + 1) * PAGE_SIZE, self.writable
+            )
+            return
+        magic = fs_magic(self.file_fd)
+        if magic not in (TMPFS_MAGIC, HUGETLBFS_MAGIC):
+            fail(errno.EINVAL, f"fd is not a memfd/shmem or hugetlbfs file (fs magic {magic:#x})")
+        size = os.fstat(self.file_fd).st_size
+        file_pages = (size + PAGE_SIZE - 1) // PAGE_SIZE
+        if self.start // PAGE_SIZE + last >= file_pages:
+            end = self.start + (last + 1) * PAGE_SIZE
+            fail(errno.EINVAL, f"file range up to {end:#x} is beyond the file size {size:#x}")
+
+    def pin(self, first: int, last: int) -> None:
+        """Take one pin on page indexes ``[first, last]``; charge newly pinned pages.
+
+        All or nothing: on failure no pin is taken and nothing is charged.
+        """
+        self._check_source(first, last)
+        newly = self.pins.add(first, last, +1)
+        if newly:
+            self.npinned += newly
+            try:
+                self.update_pinned(newly, inc=True)
+            except OSError:
+                self.pins.add(first, last, -1)
+                self.npinned -= newly
+                raise
+
+    def unpin(self, first: int, last: int) -> None:
+        gone = self.pins.add(first, last, -1)
+        if gone:
+            self.npinned -= gone
+            self.update_pinned(gone, inc=False)
+
+    # accounting --------------------------------------------------------------------------
+
+    def update_pinned(self, npages: int, inc: bool) -> None:
+        """``iopt_pages_update_pinned``."""
+        charge(self.account_mode, self.source_task, npages, inc,
+               mm=self.source_mm, user=self.source_user)
+        self.last_npinned = self.npinned
+
+
+def charge(mode: AccountMode, task: Task, npages: int, inc: bool, *,
+           mm: MmStruct | None = None, user: UserStruct | None = None) -> None:
+    """Charge (or uncharge) ``npages`` pinned pages in ``mode`` to ``task``'s user or mm.
+
+    USER: ``incr_user_locked_vm`` (RLIMIT_MEMLOCK of the task, no CAP_IPC_LOCK bypass);
+    MM: ``__account_locked_vm`` (bypassed by CAP_IPC_LOCK). Both move ``mm->pinned_vm``.
+    """
+    mm = task.mm if mm is None else mm
+    user = task.user if user is None else user
+    if mode == AccountMode.USER:
+        if inc:
+            limit = task.memlock_limit() // PAGE_SIZE
+            if user.locked_vm + npages > limit:
+                fail(
+                    errno.ENOMEM,
+                    f"RLIMIT_MEMLOCK: {user.locked_vm} + {npages} pages pinned by uid "
+                    f"{user.uid} would exceed the limit of {limit} pages",
+                )
+            user.locked_vm += npages
+        else:
+            user.locked_vm -= npages
+    elif mode == AccountMode.MM:
+        if inc:
+            limit = task.memlock_limit() // PAGE_SIZE
+            if mm.locked_vm + npages > limit and not task.capable(CAP_IPC_LOCK):
+                fail(
+                    errno.ENOMEM,
+                    f"RLIMIT_MEMLOCK: locked_vm {mm.locked_vm} + {npages} pages would "
+                    f"exceed the limit of {limit} pages",
+                )
+            mm.locked_vm += npages
+        else:
+            mm.locked_vm -= npages
+    mm.pinned_vm += npages if inc else -npages

@@ -1,0 +1,87 @@
+"""Who is calling: the task, its mm and its user, as the kernel's accounting sees them.
+
+The real process is the default ``current`` task. Its capabilities are read from
+``/proc/self/status`` and its ``RLIMIT_MEMLOCK`` from ``getrlimit``, so a test that runs as
+root sees the same ``capable()`` answers as on the real kernel. The counters (``locked_vm``,
+``pinned_vm``) are the simulated kernel's own: the host kernel's ``VmPin`` is not ours to move.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from dataclasses import dataclass, field
+
+from ioasid.hw.memory import AddressSpace, SelfAddressSpace
+
+CAP_IPC_LOCK = 14
+CAP_SYS_RAWIO = 17
+CAP_SYS_RESOURCE = 24
+
+
+def _effective_caps() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class UserStruct:
+    """``struct user_struct``: per-uid ``locked_vm`` (iommufd's USER accounting)."""
+
+    uid: int
+    locked_vm: int = 0
+
+
+@dataclass
+class MmStruct:
+    """``struct mm_struct``: ``locked_vm`` (VFIO-compatible MM accounting) and ``pinned_vm``."""
+
+    aspace: AddressSpace
+    locked_vm: int = 0
+    pinned_vm: int = 0
+    alive: bool = True
+
+
+@dataclass
+class Task:
+    """A thread group leader with its mm, user, capabilities and memlock limit.
+
+    ``rlimit_memlock`` of ``None`` means: read the real process's limit at each check.
+    """
+
+    pid: int
+    mm: MmStruct
+    user: UserStruct
+    caps: int = field(default_factory=_effective_caps)
+    rlimit_memlock: int | None = None
+
+    def capable(self, cap: int) -> bool:
+        return bool(self.caps >> cap & 1)
+
+    def memlock_limit(self) -> int:
+        if self.rlimit_memlock is not None:
+            return self.rlimit_memlock
+        return resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+
+
+class Processes:
+    """The simulated kernel's view of tasks, mms and users; ``current`` is who calls."""
+
+    def __init__(self) -> None:
+        self.users: dict[int, UserStruct] = {}
+        self.tasks: dict[int, Task] = {}
+        self.current = self.task(os.getpid(), os.getuid(), SelfAddressSpace())
+
+    def user(self, uid: int) -> UserStruct:
+        return self.users.setdefault(uid, UserStruct(uid))
+
+    def task(self, pid: int, uid: int, aspace: AddressSpace) -> Task:
+        if pid not in self.tasks:
+            self.tasks[pid] = Task(pid, MmStruct(aspace), self.user(uid))
+        return self.tasks[pid]
