@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ioasid import uapi
 from ioasid.uapi._abi import _IOC_NR
-from ioasid.kernel import ioas, vfio_compat
+from ioasid.kernel import ioas, mock, vfio_compat
 from ioasid.kernel.main import Handler
 
 _HANDLERS: dict[str, Handler] = {
@@ -21,8 +21,12 @@ _HANDLERS: dict[str, Handler] = {
     "IOMMU_VFIO_IOAS": vfio_compat.vfio_ioas,
 }
 
+_HANDLERS["IOMMU_TEST_CMD"] = mock.iommufd_test
+
 TABLE: dict[int, tuple[uapi.IoctlDef, Handler]] = {
-    op.nr: (op, _HANDLERS[op.name]) for op in uapi.IOMMUFD_IOCTLS if op.name in _HANDLERS
+    op.nr: (op, _HANDLERS[op.name])
+    for op in (*uapi.IOMMUFD_IOCTLS, uapi.IOMMU_TEST_IOCTL)
+    if op.name in _HANDLERS
 }
 TABLE_SIZE = _IOC_NR(uapi.IOMMU_TEST_CMD) - uapi.IOMMUFD_CMD_BASE + 1
 """Table entries run up to ``IOMMU_TEST_CMD`` (0xa0) in a CONFIG_IOMMUFD_TEST kernel."""

@@ -11,7 +11,7 @@ import os
 from typing import Protocol
 
 from ioasid.kernel.errors import fail
-from ioasid.kernel.process import Processes
+from ioasid.kernel.process import MmStruct, Processes
 
 
 class File(Protocol):
@@ -28,6 +28,12 @@ class Kernel:
     def __init__(self) -> None:
         self.processes = Processes()
         self.files: dict[int, File] = {}
+        self.test_memory_limit = 65536
+        """``iommufd_test_memory_limit``: the mock driver's batch memory limit."""
+
+    def pin_count(self, mm: MmStruct, vpn: int) -> int:
+        """Long-term pins held on the page at virtual page number ``vpn`` of ``mm``."""
+        return mm.page_pins.get(vpn)
 
     def copy_from_user(self, addr: int, length: int) -> bytes:
         if addr == 0 and length:

@@ -74,6 +74,7 @@ class IoptPages:
         self.source_task = task
         self.source_mm = task.mm
         self.source_user = task.user
+        self.pin_mm = task.mm
         self.pins = RangeCount()
         self.npinned = 0
         self.last_npinned = 0
@@ -142,7 +143,8 @@ class IoptPages:
         All or nothing: on failure no pin is taken and nothing is charged.
         """
         self._check_source(first, last)
-        newly = self.pins.add(first, last, +1)
+        runs = self.pins.add(first, last, +1)
+        newly = sum(b - a + 1 for a, b in runs)
         if newly:
             self.npinned += newly
             try:
@@ -151,12 +153,23 @@ class IoptPages:
                 self.pins.add(first, last, -1)
                 self.npinned -= newly
                 raise
+            self._pin_pfns(runs, +1)
 
     def unpin(self, first: int, last: int) -> None:
-        gone = self.pins.add(first, last, -1)
+        runs = self.pins.add(first, last, -1)
+        gone = sum(b - a + 1 for a, b in runs)
         if gone:
             self.npinned -= gone
             self.update_pinned(gone, inc=False)
+            self._pin_pfns(runs, -1)
+
+    def _pin_pfns(self, runs: list[tuple[int, int]], delta: int) -> None:
+        """The physical pins (``page_ref_count``) on the mapper's pages, as MD_CHECK_REFS sees."""
+        if self.type != AddressType.USER:
+            return
+        base = self.uptr // PAGE_SIZE
+        for a, b in runs:
+            self.pin_mm.page_pins.add(base + a, base + b, delta)
 
     # accounting --------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import resource
 from dataclasses import dataclass, field
 
 from ioasid.hw.memory import AddressSpace, SelfAddressSpace
+from ioasid.kernel.rangecount import RangeCount
 
 CAP_IPC_LOCK = 14
 CAP_SYS_RAWIO = 17
@@ -46,6 +47,8 @@ class MmStruct:
     locked_vm: int = 0
     pinned_vm: int = 0
     alive: bool = True
+    page_pins: RangeCount = field(default_factory=RangeCount)
+    """Long-term pins per virtual page number, as ``page_ref_count`` would show them."""
 
 
 @dataclass

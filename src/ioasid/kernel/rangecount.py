@@ -21,11 +21,11 @@ class RangeCount:
             idx = self._steps.bisect_right(i) - 1
             self._steps[i] = self._steps.peekitem(idx)[1]
 
-    def add(self, first: int, last: int, delta: int) -> int:
-        """Add ``delta`` on ``[first, last]``; return how many pages became (un)held."""
+    def add(self, first: int, last: int, delta: int) -> list[tuple[int, int]]:
+        """Add ``delta`` on ``[first, last]``; return the runs that became held or free."""
         self._split(first)
         self._split(last + 1)
-        changed = 0
+        runs: list[tuple[int, int]] = []
         keys = list(self._steps.irange(first, last))
         for j, k in enumerate(keys):
             end = keys[j + 1] if j + 1 < len(keys) else last + 1
@@ -34,11 +34,12 @@ class RangeCount:
             if new < 0:
                 raise ValueError(f"page {k} would have {new} users")
             if (old == 0) != (new == 0):
-                changed += end - k
+                runs.append((k, end - 1))
             self._steps[k] = new
+        changed = sum(b - a + 1 for a, b in runs)
         self.nonzero += changed if delta > 0 else -changed
         self._merge(first, last + 1)
-        return changed
+        return runs
 
     def _merge(self, first: int, end: int) -> None:
         idx = max(self._steps.bisect_left(first) - 1, 0)

@@ -101,10 +101,11 @@ class _Common:
         return bytearray(memoryview(cast(Any, self)))
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview) -> Self:
-        """A copy of ``data`` as this type: zero-padded if short, truncated if long."""
+    def from_bytes(cls, data: bytes | bytearray | memoryview | ctypes.Array[Any] | _Common) -> Self:
+        """A copy of ``data`` (any C-contiguous buffer) as this type: zero-padded if short,
+        truncated if long."""
         size = ctypes.sizeof(cls)  # type: ignore[arg-type]
-        raw = bytes(memoryview(data)[:size]).ljust(size, b"\0")
+        raw = memoryview(cast(Any, data)).cast("B")[:size].tobytes().ljust(size, b"\0")
         return cls.from_buffer_copy(raw)  # type: ignore[attr-defined, no-any-return]
 
     @classmethod
@@ -114,6 +115,7 @@ class _Common:
 
     @classmethod
     def sizeof_field(cls, field: str) -> int:
+        """``sizeof(((struct *)0)->field)``; ``field`` may be dotted."""
         return _offset_size(cls, field)[1]
 
     @classmethod

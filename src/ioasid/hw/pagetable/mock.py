@@ -113,9 +113,7 @@ class MockPageTable(RadixPageTable):
             pgsize_bitmap = MOCK_HUGE_PAGE_SIZE | _HOST_PAGE_SIZE
             aperture = (0, (1 << MOCK_MAX_VASZ_LG2) - 1)
         else:
-            raise PageTableError(
-                errno.EOPNOTSUPP, f"unknown mock pagetable_type {pagetable_type}"
-            )
+            raise PageTableError(errno.EOPNOTSUPP, f"unknown mock pagetable_type {pagetable_type}")
         super().__init__(
             top_level=MOCK_TOP_LEVEL,
             max_vasz_lg2=MOCK_MAX_VASZ_LG2,

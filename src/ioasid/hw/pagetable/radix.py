@@ -284,9 +284,7 @@ class RadixPageTable:
             oa += n << lg2
             count -= n
 
-    def _clear_for_leaves(
-        self, table: list[int], idx: int, end: int, level: int, va: int
-    ) -> None:
+    def _clear_for_leaves(self, table: list[int], idx: int, end: int, level: int, va: int) -> None:
         """``clear_contig()``: empty tables under the new leaves are freed; any mapped OA
         is ``EADDRINUSE``."""
         isz = self.item_lg2(level)

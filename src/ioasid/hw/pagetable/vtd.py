@@ -106,7 +106,7 @@ class VtdSecondStage(RadixPageTable):
 
     @property
     def aw(self) -> int:
-        """The PASID/context entry AW field for this table: top level − 1."""
+        """The PASID/context entry AW field for this table: top level - 1."""
         return self.top_level - 1
 
     @property
