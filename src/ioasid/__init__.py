@@ -8,3 +8,7 @@
 """
 
 __version__ = "0.1.0"
+
+from ioasid.api import Buffer, Ioas, Iommufd, IommufdError, IovaRange, IovaRanges, memfd
+
+__all__ = ["Buffer", "Ioas", "Iommufd", "IommufdError", "IovaRange", "IovaRanges", "memfd"]

@@ -267,6 +267,27 @@ def _test_cmd_mock_domain(fd: Handle, ioas_id: int) -> tuple[int, int, int]:
     return int(md.out_stdev_id), int(md.out_hwpt_id), int(md.out_idev_id)
 
 
+def _test_cmd_mock_domain_flags(fd: Handle, ioas_id: int, stdev_flags: int) -> tuple[int, int, int]:
+    """Returns (stdev_id, hwpt_id, idev_id)."""
+    cmd = uapi.iommu_test_cmd(size=ctypes.sizeof(uapi.iommu_test_cmd))
+    cmd.op = uapi.IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS
+    cmd.id = ioas_id
+    cmd.mock_domain_flags.dev_flags = stdev_flags
+    ioctl(fd, uapi.IOMMU_TEST_CMD, cmd)
+    assert cmd.id != 0
+    md = cmd.mock_domain_flags
+    return int(md.out_stdev_id), int(md.out_hwpt_id), int(md.out_idev_id)
+
+
+def _test_cmd_dev_check_cache(fd: Handle, device_id: int, cache_id: int, expected: int) -> int:
+    cmd = uapi.iommu_test_cmd(size=ctypes.sizeof(uapi.iommu_test_cmd))
+    cmd.op = uapi.IOMMU_TEST_OP_DEV_CHECK_CACHE
+    cmd.id = device_id
+    cmd.check_dev_cache.id = cache_id
+    cmd.check_dev_cache.cache = expected
+    return ioctl(fd, uapi.IOMMU_TEST_CMD, cmd)
+
+
 def _test_cmd_mock_domain_replace(fd: Handle, stdev_id: int, pt_id: int) -> int:
     """Returns the ``pt_id`` the kernel wrote back."""
     cmd = uapi.iommu_test_cmd(size=ctypes.sizeof(uapi.iommu_test_cmd))
@@ -444,6 +465,17 @@ class Fixture:
         with expect_errno(err):
             _test_cmd_mock_domain(self._fd, ioas_id)
 
+    def test_cmd_mock_domain_flags(self, ioas_id: int, flags: int) -> tuple[int, int, int]:
+        """Returns (stdev_id, hwpt_id, idev_id)."""
+        return _test_cmd_mock_domain_flags(self._fd, ioas_id, flags)
+
+    def test_cmd_dev_check_cache(self, device_id: int, cache_id: int, expected: int) -> None:
+        assert _test_cmd_dev_check_cache(self._fd, device_id, cache_id, expected) == 0
+
+    def test_cmd_dev_check_cache_all(self, device_id: int, expected: int) -> None:
+        for c in range(uapi.MOCK_DEV_CACHE_NUM):
+            self.test_cmd_dev_check_cache(device_id, c, expected)
+
     def test_err_mock_domain_replace(self, err: int, stdev_id: int, pt_id: int) -> None:
         with expect_errno(err):
             _test_cmd_mock_domain_replace(self._fd, stdev_id, pt_id)
@@ -474,3 +506,33 @@ class Fixture:
     ) -> None:
         with expect_errno(err):
             _test_cmd_get_hw_info(self._fd, device_id, data_type, data, data_len)
+
+
+# --- kselftest harness: FIXTURE_VARIANT / TEST_F ------------------------------------------------
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def TEST_F(  # noqa: N802
+    fixture: str, variants: dict[str, Any], namespace: dict[str, Any]
+) -> Callable[[F], F]:
+    """``TEST_F(fixture, name)`` for every ``FIXTURE_VARIANT_ADD``: registers one pytest test
+    per variant in ``namespace`` (the test module's ``globals()``), named by the kernel's
+    test id ``fixture.variant.name`` as ``test_<fixture>__<variant>__<name>``. Each test
+    receives the ``self`` fixture, whose ``variant`` attribute is set from the test's
+    ``variant`` (read it with ``request.function.variant``)."""
+
+    def register(body: F) -> F:
+        for variant_name, variant in variants.items():
+            name = f"test_{fixture}__{variant_name}__{body.__name__}"
+
+            def test(self: Any, _body: F = body) -> None:
+                _body(self)
+
+            test.__name__ = test.__qualname__ = name
+            test.__doc__ = f"{fixture}.{variant_name}.{body.__name__}"
+            test.variant = variant  # type: ignore[attr-defined]
+            namespace[name] = test
+        return body
+
+    return register

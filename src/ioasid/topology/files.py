@@ -19,7 +19,7 @@ Format (unknown keys are ignored; see ``FIELDS``)::
         secondary_bus: 0x01        # default: lowest bus number among the children
         pasid: true                # or {exec: true, priv: false, max_width: 20}
         ats: true
-        eetlp_prefix: true         # DevCap2 End-End TLP Prefix; default true when pasid is set
+        eetlp_prefix: true         # DevCap2 End-End TLP Prefix Supported; default true for PCIe
         virtfn: true               # an SR-IOV VF (may sit on a virtual bus number)
         physfn: "0000:03:00.0"
         subsystem: "9005:02bb"
@@ -177,7 +177,7 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
         pasid = _bool(pasid_raw, where, "pasid")
         pwidth = 20 if pasid else 0
     eetlp_raw = raw.get("eetlp_prefix")
-    eetlp = (pasid and pcie_type is not None) if eetlp_raw is None else _bool(
+    eetlp = (pcie_type is not None) if eetlp_raw is None else _bool(
         eetlp_raw, where, "eetlp_prefix")
     aliases = raw.get("dma_alias") or []
     if not isinstance(aliases, list):

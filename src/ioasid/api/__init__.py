@@ -1,0 +1,7 @@
+"""The public API: ``Iommufd``, ``Ioas``, ``Buffer``, ``IommufdError``."""
+
+from ioasid.api.errors import IommufdError
+from ioasid.api.iommufd import Ioas, Iommufd, IovaRange, IovaRanges, memfd
+from ioasid.api.memory import Buffer
+
+__all__ = ["Buffer", "Ioas", "Iommufd", "IommufdError", "IovaRange", "IovaRanges", "memfd"]
