@@ -6,8 +6,8 @@ import errno
 
 import pytest
 
-from ioasid.hw.iommu import DomainAllocFlags, Driver, HwError, IommuCaps, IommuUnit
-from ioasid.hw.pagetable import MOCK_IOMMUPT_HUGE, Prot
+from ioasid.hw.iommu import DomainAllocFlags, Driver, IommuCaps, IommuUnit
+from ioasid.hw.pagetable import MOCK_IOMMUPT_HUGE, HwError, Prot
 from ioasid.hw.pagetable.radix import RadixPageTable
 
 SZ_4K, SZ_2M, SZ_1G = 1 << 12, 1 << 21, 1 << 30
@@ -86,11 +86,13 @@ def test_compat_rules_vtd() -> None:
     reason = rule(IommuUnit(IommuCaps.vtd(address_width=48)), full.domain_alloc_paging())
     assert "address width" in reason and "57" in reason and "48" in reason
     narrow = IommuUnit(IommuCaps.vtd(address_width=48, levels=(5,)))
-    reason = rule(IommuUnit(IommuCaps.vtd(address_width=48, levels=(4,))),
-                  narrow.domain_alloc_paging())
+    reason = rule(
+        IommuUnit(IommuCaps.vtd(address_width=48, levels=(4,))), narrow.domain_alloc_paging()
+    )
     assert "levels" in reason and "5" in reason
-    reason = rule(IommuUnit(IommuCaps.vtd(super_pages=0b01)),
-                  IommuUnit(IommuCaps.vtd()).domain_alloc_paging())
+    reason = rule(
+        IommuUnit(IommuCaps.vtd(super_pages=0b01)), IommuUnit(IommuCaps.vtd()).domain_alloc_paging()
+    )
     assert "page sizes" in reason and hex(SZ_1G) in reason
     snoop = IommuUnit(IommuCaps.vtd())
     d = snoop.domain_alloc_paging()

@@ -40,8 +40,9 @@ def test_stale_entry_never_used_after_invalidation() -> None:
 
 def test_large_leaf_is_one_entry_and_invalidated_by_any_overlap() -> None:
     tlb = Iotlb()
-    t = Translation(iova=SZ_2M, pa=0, size=SZ_2M, readable=True, writable=True,
-                    dirty=False, level=1)
+    t = Translation(
+        iova=SZ_2M, pa=0, size=SZ_2M, readable=True, writable=True, dirty=False, level=1
+    )
     tlb.fill(1, t)
     assert tlb.lookup(1, SZ_2M + 0x1234) is t
     assert tlb.lookup(1, 2 * SZ_2M) is None

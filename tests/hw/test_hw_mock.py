@@ -172,9 +172,7 @@ def test_dma_walk_sets_accessed_dirty_on_the_item_hit() -> None:
     _, first = raw_leaf(pt, MOCK_APERTURE_START)
     _, second = raw_leaf(pt, MOCK_APERTURE_START + 0x800)
     assert not first & (AMD_A | AMD_D) and second & AMD_A and second & AMD_D
-    assert pt.read_and_clear_dirty(MOCK_APERTURE_START, 0x1000) == [
-        (MOCK_APERTURE_START, 0x1000)
-    ]
+    assert pt.read_and_clear_dirty(MOCK_APERTURE_START, 0x1000) == [(MOCK_APERTURE_START, 0x1000)]
     _, second = raw_leaf(pt, MOCK_APERTURE_START + 0x800)
     assert not second & AMD_D
     assert not pt.set_dirty(MOCK_APERTURE_START + 0x1000)
