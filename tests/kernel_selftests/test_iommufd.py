@@ -93,9 +93,7 @@ def test_iommufd__cmd_length(self: Fixture) -> None:
     _test_length(
         self, uapi.iommu_ioas_iova_ranges, uapi.IOMMU_IOAS_IOVA_RANGES, "out_iova_alignment"
     )
-    _test_length(
-        self, uapi.iommu_ioas_allow_iovas, uapi.IOMMU_IOAS_ALLOW_IOVAS, "allowed_iovas"
-    )
+    _test_length(self, uapi.iommu_ioas_allow_iovas, uapi.IOMMU_IOAS_ALLOW_IOVAS, "allowed_iovas")
     _test_length(self, uapi.iommu_ioas_map, uapi.IOMMU_IOAS_MAP, "iova")
     _test_length(self, uapi.iommu_ioas_copy, uapi.IOMMU_IOAS_COPY, "src_iova")
     _test_length(self, uapi.iommu_ioas_unmap, uapi.IOMMU_IOAS_UNMAP, "length")
@@ -104,9 +102,7 @@ def test_iommufd__cmd_length(self: Fixture) -> None:
     _test_length(self, uapi.iommu_ioas_map_file, uapi.IOMMU_IOAS_MAP_FILE, "iova")
     _test_length(self, uapi.iommu_viommu_alloc, uapi.IOMMU_VIOMMU_ALLOC, "out_viommu_id")
     _test_length(self, uapi.iommu_vdevice_alloc, uapi.IOMMU_VDEVICE_ALLOC, "virt_id")
-    _test_length(
-        self, uapi.iommu_ioas_change_process, uapi.IOMMU_IOAS_CHANGE_PROCESS, "reserved"
-    )
+    _test_length(self, uapi.iommu_ioas_change_process, uapi.IOMMU_IOAS_CHANGE_PROCESS, "reserved")
 
 
 class _destroy_ex(uapi.Struct):

@@ -78,9 +78,7 @@ class IommufdIoas(Fixture):
             self.test_ioctl_set_temp_memory_limit(variant.memory_limit)
 
         for _ in range(variant.mock_domains):
-            self.stdev_id, self.hwpt_id, self.device_id = self.test_cmd_mock_domain(
-                self.ioas_id
-            )
+            self.stdev_id, self.hwpt_id, self.device_id = self.test_cmd_mock_domain(self.ioas_id)
             self.test_cmd_dev_check_cache_all(self.device_id, uapi.IOMMU_TEST_DEV_CACHE_DEFAULT)
             self.base_iova = MOCK_APERTURE_START
 
@@ -269,9 +267,7 @@ def unmap_fully_contained_areas(self: IommufdIoas) -> None:
     self.base_iova += 4 * PAGE_SIZE
 
     for i in range(4):
-        self.test_ioctl_ioas_map_fixed(
-            buffer, 8 * PAGE_SIZE, self.base_iova + i * 16 * PAGE_SIZE
-        )
+        self.test_ioctl_ioas_map_fixed(buffer, 8 * PAGE_SIZE, self.base_iova + i * 16 * PAGE_SIZE)
 
     # Unmap not fully contained area doesn't work
     self.test_err_ioctl_ioas_unmap(errno.ENOENT, self.base_iova - 4 * PAGE_SIZE, 8 * PAGE_SIZE)
@@ -584,9 +580,7 @@ def copy_sweep(self: IommufdIoas) -> None:
     else:
         last_iova = MOCK_APERTURE_START + BUFFER_SIZE - 2
 
-    self.test_ioctl_ioas_map_fixed(
-        buffer, last_iova - MOCK_APERTURE_START + 1, MOCK_APERTURE_START
-    )
+    self.test_ioctl_ioas_map_fixed(buffer, last_iova - MOCK_APERTURE_START + 1, MOCK_APERTURE_START)
 
     for iova in range(MOCK_APERTURE_START - PAGE_SIZE, last_iova + 1, 511):
         copy_cmd.src_iova = iova

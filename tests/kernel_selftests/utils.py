@@ -128,7 +128,7 @@ def expect_errno(expected: int) -> Iterator[None]:
     raise AssertionError(f"expected failure with errno {name}, but the call succeeded")
 
 
-def EXPECT_ERRNO(expected: int, fn: Callable[..., Any], *args: Any) -> None:  # noqa: N802
+def EXPECT_ERRNO(expected: int, fn: Callable[..., Any], *args: Any) -> None:
     """Function form of :func:`expect_errno`: ``fn(*args)`` must fail with ``expected``."""
     with expect_errno(expected):
         fn(*args)
@@ -436,18 +436,14 @@ class Fixture:
 
     # IOAS_MAP_FILE
     def test_ioctl_ioas_map_file(self, mfd: int, start: int, length: int) -> int:
-        return _test_ioctl_ioas_map_file(
-            self._fd, self.ioas_id, mfd, start, length, 0, self._RW
-        )
+        return _test_ioctl_ioas_map_file(self._fd, self.ioas_id, mfd, start, length, 0, self._RW)
 
     def test_err_ioctl_ioas_map_file(self, err: int, mfd: int, start: int, length: int) -> None:
         with expect_errno(err):
             _test_ioctl_ioas_map_file(self._fd, self.ioas_id, mfd, start, length, 0, self._RW)
 
     def test_ioctl_ioas_map_fixed_file(self, mfd: int, start: int, length: int, iova: int) -> None:
-        _test_ioctl_ioas_map_file(
-            self._fd, self.ioas_id, mfd, start, length, iova, self._FIXED_RW
-        )
+        _test_ioctl_ioas_map_file(self._fd, self.ioas_id, mfd, start, length, iova, self._FIXED_RW)
 
     # memory limit
     def test_ioctl_set_temp_memory_limit(self, limit: int) -> None:
@@ -513,7 +509,7 @@ class Fixture:
 F = TypeVar("F", bound=Callable[..., None])
 
 
-def TEST_F(  # noqa: N802
+def TEST_F(
     fixture: str, variants: dict[str, Any], namespace: dict[str, Any]
 ) -> Callable[[F], F]:
     """``TEST_F(fixture, name)`` for every ``FIXTURE_VARIANT_ADD``: registers one pytest test

@@ -63,8 +63,9 @@ class Iommufd:
     ...     ioas = fd.ioas_alloc()
     """
 
-    def __init__(self, backend: str | ModuleType = backends.DEFAULT,
-                 path: str = "/dev/iommu") -> None:
+    def __init__(
+        self, backend: str | ModuleType = backends.DEFAULT, path: str = "/dev/iommu"
+    ) -> None:
         self.backend = backends.get(backend) if isinstance(backend, str) else backend
         self.handle: Handle = self.backend.open(path)
 
@@ -120,8 +121,11 @@ class Iommufd:
 
     def change_process(self) -> None:
         """``IOMMU_IOAS_CHANGE_PROCESS``: account every (file-backed) area to this process."""
-        self.ioctl(uapi.IOMMU_IOAS_CHANGE_PROCESS, uapi.iommu_ioas_change_process(),
-                   "IOMMU_IOAS_CHANGE_PROCESS")
+        self.ioctl(
+            uapi.IOMMU_IOAS_CHANGE_PROCESS,
+            uapi.iommu_ioas_change_process(),
+            "IOMMU_IOAS_CHANGE_PROCESS",
+        )
 
     def __repr__(self) -> str:
         return f"<Iommufd {self.backend.NAME} fd={self.handle.fileno()}>"
@@ -134,8 +138,15 @@ class Ioas:
         self.fd = fd
         self.id = ioas_id
 
-    def map(self, memory: Buffer | int, length: int | None = None, *, iova: int | None = None,
-            readable: bool = True, writable: bool = True) -> int:
+    def map(
+        self,
+        memory: Buffer | int,
+        length: int | None = None,
+        *,
+        iova: int | None = None,
+        readable: bool = True,
+        writable: bool = True,
+    ) -> int:
         """``IOMMU_IOAS_MAP``: map ``length`` bytes of user memory; returns the IOVA.
 
         ``memory`` is a :class:`Buffer` or a raw user address. With ``iova=None`` the
@@ -149,29 +160,53 @@ class Ioas:
         flags = _rw_flags(readable, writable)
         if iova is not None:
             flags |= uapi.IOMMU_IOAS_MAP_FIXED_IOVA
-        cmd = uapi.iommu_ioas_map(flags=flags, ioas_id=self.id, user_va=user_va,
-                                  length=length, iova=iova or 0)
+        cmd = uapi.iommu_ioas_map(
+            flags=flags, ioas_id=self.id, user_va=user_va, length=length, iova=iova or 0
+        )
         return int(self.fd.ioctl(uapi.IOMMU_IOAS_MAP, cmd, "IOMMU_IOAS_MAP").iova)
 
-    def map_file(self, file: int | Any, start: int, length: int, *, iova: int | None = None,
-                 readable: bool = True, writable: bool = True) -> int:
+    def map_file(
+        self,
+        file: int | Any,
+        start: int,
+        length: int,
+        *,
+        iova: int | None = None,
+        readable: bool = True,
+        writable: bool = True,
+    ) -> int:
         """``IOMMU_IOAS_MAP_FILE``: map ``length`` bytes of a memfd from ``start``."""
         fdno = file if isinstance(file, int) else file.fileno()
         flags = _rw_flags(readable, writable)
         if iova is not None:
             flags |= uapi.IOMMU_IOAS_MAP_FIXED_IOVA
-        cmd = uapi.iommu_ioas_map_file(flags=flags, ioas_id=self.id, fd=fdno, start=start,
-                                       length=length, iova=iova or 0)
+        cmd = uapi.iommu_ioas_map_file(
+            flags=flags, ioas_id=self.id, fd=fdno, start=start, length=length, iova=iova or 0
+        )
         return int(self.fd.ioctl(uapi.IOMMU_IOAS_MAP_FILE, cmd, "IOMMU_IOAS_MAP_FILE").iova)
 
-    def copy_from(self, src: Ioas, src_iova: int, length: int, *, iova: int | None = None,
-                  readable: bool = True, writable: bool = True) -> int:
+    def copy_from(
+        self,
+        src: Ioas,
+        src_iova: int,
+        length: int,
+        *,
+        iova: int | None = None,
+        readable: bool = True,
+        writable: bool = True,
+    ) -> int:
         """``IOMMU_IOAS_COPY``: share already-mapped pages of ``src`` into this IOAS."""
         flags = _rw_flags(readable, writable)
         if iova is not None:
             flags |= uapi.IOMMU_IOAS_MAP_FIXED_IOVA
-        cmd = uapi.iommu_ioas_copy(flags=flags, dst_ioas_id=self.id, src_ioas_id=src.id,
-                                   length=length, dst_iova=iova or 0, src_iova=src_iova)
+        cmd = uapi.iommu_ioas_copy(
+            flags=flags,
+            dst_ioas_id=self.id,
+            src_ioas_id=src.id,
+            length=length,
+            dst_iova=iova or 0,
+            src_iova=src_iova,
+        )
         return int(self.fd.ioctl(uapi.IOMMU_IOAS_COPY, cmd, "IOMMU_IOAS_COPY").dst_iova)
 
     def unmap(self, iova: int, length: int) -> int:
@@ -187,8 +222,9 @@ class Ioas:
         capacity = 8
         while True:
             arr = (uapi.iommu_iova_range * capacity)()
-            cmd = uapi.iommu_ioas_iova_ranges(ioas_id=self.id, num_iovas=capacity,
-                                              allowed_iovas=ctypes.addressof(arr))
+            cmd = uapi.iommu_ioas_iova_ranges(
+                ioas_id=self.id, num_iovas=capacity, allowed_iovas=ctypes.addressof(arr)
+            )
             try:
                 out = self.fd.ioctl(uapi.IOMMU_IOAS_IOVA_RANGES, cmd, "IOMMU_IOAS_IOVA_RANGES")
             except IommufdError as exc:
@@ -205,20 +241,21 @@ class Ioas:
         arr = (uapi.iommu_iova_range * max(len(items), 1))(
             *(uapi.iommu_iova_range(start=r.start, last=r.last) for r in items)
         )
-        cmd = uapi.iommu_ioas_allow_iovas(ioas_id=self.id, num_iovas=len(items),
-                                          allowed_iovas=ctypes.addressof(arr))
+        cmd = uapi.iommu_ioas_allow_iovas(
+            ioas_id=self.id, num_iovas=len(items), allowed_iovas=ctypes.addressof(arr)
+        )
         self.fd.ioctl(uapi.IOMMU_IOAS_ALLOW_IOVAS, cmd, "IOMMU_IOAS_ALLOW_IOVAS")
 
     @property
     def huge_pages(self) -> bool:
         """``IOMMU_OPTION_HUGE_PAGES`` of this IOAS."""
-        return bool(self.fd._option(uapi.IOMMU_OPTION_HUGE_PAGES, uapi.IOMMU_OPTION_OP_GET,
-                                    self.id))
+        return bool(
+            self.fd._option(uapi.IOMMU_OPTION_HUGE_PAGES, uapi.IOMMU_OPTION_OP_GET, self.id)
+        )
 
     @huge_pages.setter
     def huge_pages(self, value: bool) -> None:
-        self.fd._option(uapi.IOMMU_OPTION_HUGE_PAGES, uapi.IOMMU_OPTION_OP_SET, self.id,
-                        int(value))
+        self.fd._option(uapi.IOMMU_OPTION_HUGE_PAGES, uapi.IOMMU_OPTION_OP_SET, self.id, int(value))
 
     def destroy(self) -> None:
         self.fd.destroy(self.id)

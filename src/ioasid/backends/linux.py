@@ -24,8 +24,8 @@ class LinuxHandle:
 
     def ioctl(self, request: int, arg: IoctlArg = 0) -> int:
         if isinstance(arg, int):
-            return fcntl.ioctl(self.fileno(), request, arg)
-        return fcntl.ioctl(self.fileno(), request, arg, True)
+            return int(fcntl.ioctl(self.fileno(), request, arg))
+        return int(fcntl.ioctl(self.fileno(), request, arg, True))
 
     def read(self, n: int) -> bytes:
         return os.read(self.fileno(), n)
@@ -52,6 +52,6 @@ class LinuxHandle:
         return f"<linux handle {self.path} fd={self._fd}>"
 
 
-def open(path: str = "/dev/iommu", flags: int = os.O_RDWR) -> LinuxHandle:  # noqa: A001
+def open(path: str = "/dev/iommu", flags: int = os.O_RDWR) -> LinuxHandle:
     """Open ``path`` on the running kernel (``/dev/iommu``, ``/dev/vfio/devices/vfioN``, ...)."""
     return LinuxHandle(path, os.open(path, flags | os.O_CLOEXEC))

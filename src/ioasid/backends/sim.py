@@ -91,7 +91,7 @@ class SimHandle:
         return f"<sim handle {self.path} fd={self._fd}>"
 
 
-def open(path: str = "/dev/iommu", flags: int = os.O_RDWR) -> SimHandle:  # noqa: A001
+def open(path: str = "/dev/iommu", flags: int = os.O_RDWR) -> SimHandle:
     """Open a device node of the simulated host (``/dev/iommu``, ``/dev/vfio/vfio``)."""
     k = kernel()
     return SimHandle(path, k, k.open(path))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from ioasid import uapi
-from ioasid.uapi._abi import _IOC_NR
-from ioasid.kernel import ioas, mock, vfio_compat
+from ioasid.kernel import device, ioas, mock, vfio_compat
 from ioasid.kernel.main import Handler
+from ioasid.uapi._abi import _IOC_NR
 
 _HANDLERS: dict[str, Handler] = {
     "IOMMU_DESTROY": ioas.destroy,
+    "IOMMU_GET_HW_INFO": device.get_hw_info,
+    "IOMMU_HWPT_ALLOC": device.hwpt_alloc,
     "IOMMU_IOAS_ALLOC": ioas.ioas_alloc,
     "IOMMU_IOAS_ALLOW_IOVAS": ioas.ioas_allow_iovas,
     "IOMMU_IOAS_COPY": ioas.ioas_copy,

@@ -612,8 +612,14 @@ def area_split(iopt: IoPagetable, area: Area, iova: int) -> None:
     if area.filled and not iopt.disable_large_pages:
         fail(errno.EINVAL, "cannot split an area mapped in a domain with huge pages enabled")
     lhs = Area(area.iova, iova, area.start_byte, area.iommu_prot, area.pages, filled=area.filled)
-    rhs = Area(new_start, area.last, area.start_byte_at(new_start), area.iommu_prot,
-               area.pages.get(), filled=area.filled)
+    rhs = Area(
+        new_start,
+        area.last,
+        area.start_byte_at(new_start),
+        area.iommu_prot,
+        area.pages.get(),
+        filled=area.filled,
+    )
     iopt.areas[lhs.iova] = lhs
     iopt.areas[rhs.iova] = rhs
 

@@ -26,7 +26,9 @@ from ioasid.kernel.objects import IommufdObject, ObjType
 from ioasid.kernel.pages import ULONG_MAX, AccountMode, AddressType, IoptPages, charge
 
 U64_MAX = (1 << 64) - 1
-MAP_FLAGS = uapi.IOMMU_IOAS_MAP_FIXED_IOVA | uapi.IOMMU_IOAS_MAP_WRITEABLE | uapi.IOMMU_IOAS_MAP_READABLE
+MAP_FLAGS = (
+    uapi.IOMMU_IOAS_MAP_FIXED_IOVA | uapi.IOMMU_IOAS_MAP_WRITEABLE | uapi.IOMMU_IOAS_MAP_READABLE
+)
 RW_FLAGS = uapi.IOMMU_IOAS_MAP_WRITEABLE | uapi.IOMMU_IOAS_MAP_READABLE
 
 
@@ -101,9 +103,7 @@ def ioas_iova_ranges(ucmd: Ucmd) -> int:
     for first, last in _reserved_holes(ioas.iopt):
         if cmd.num_iovas < max_iovas:
             elm = uapi.iommu_iova_range(start=first, last=last)
-            kernel.copy_to_user(
-                cmd.allowed_iovas + cmd.num_iovas * ctypes.sizeof(elm), bytes(elm)
-            )
+            kernel.copy_to_user(cmd.allowed_iovas + cmd.num_iovas * ctypes.sizeof(elm), bytes(elm))
         cmd.num_iovas += 1
     ucmd.respond()
     if cmd.num_iovas > max_iovas:
@@ -132,7 +132,9 @@ def ioas_allow_iovas(ucmd: Ucmd) -> int:
     size = ctypes.sizeof(uapi.iommu_iova_range)
     allowed: SortedDict = SortedDict()
     for i in range(cmd.num_iovas):
-        r = uapi.iommu_iova_range.from_bytes(kernel.copy_from_user(cmd.allowed_iovas + i * size, size))
+        r = uapi.iommu_iova_range.from_bytes(
+            kernel.copy_from_user(cmd.allowed_iovas + i * size, size)
+        )
         if r.start >= r.last:
             fail(
                 errno.EINVAL,
@@ -151,8 +153,15 @@ def ioas_allow_iovas(ucmd: Ucmd) -> int:
     return 0
 
 
-def _map_common(ucmd: Ucmd, ioas: Ioas, pages: IoptPages, iova: int | None, length: int,
-                start_byte: int, prot: int) -> int:
+def _map_common(
+    ucmd: Ucmd,
+    ioas: Ioas,
+    pages: IoptPages,
+    iova: int | None,
+    length: int,
+    start_byte: int,
+    prot: int,
+) -> int:
     """``iopt_map_common``: a context in MM mode turns USER accounting into MM."""
     if ucmd.ictx.account_mode == AccountMode.MM and pages.account_mode == AccountMode.USER:
         pages.account_mode = AccountMode.MM
@@ -184,8 +193,13 @@ def ioas_map(ucmd: Ucmd) -> int:
     task = ucmd.ictx.kernel.processes.current
     pages = IoptPages.user(task, cmd.user_va, cmd.length, bool(prot & IOMMU_WRITE))
     cmd.iova = _map_common(
-        ucmd, ioas, pages, cmd.iova if fixed else None, cmd.length,
-        cmd.user_va - pages.uptr, prot,
+        ucmd,
+        ioas,
+        pages,
+        cmd.iova if fixed else None,
+        cmd.length,
+        cmd.user_va - pages.uptr,
+        prot,
     )
     ucmd.respond()
     return 0
@@ -214,7 +228,13 @@ def ioas_map_file(ucmd: Ucmd) -> int:
     task = ucmd.ictx.kernel.processes.current
     pages = IoptPages.file(task, cmd.fd, cmd.start, cmd.length, bool(prot & IOMMU_WRITE))
     cmd.iova = _map_common(
-        ucmd, ioas, pages, cmd.iova if fixed else None, cmd.length, cmd.start - pages.start, prot,
+        ucmd,
+        ioas,
+        pages,
+        cmd.iova if fixed else None,
+        cmd.length,
+        cmd.start - pages.start,
+        prot,
     )
     ucmd.respond()
     return 0
@@ -227,8 +247,9 @@ def ioas_copy(ucmd: Ucmd) -> int:
     ENOENT; then as MAP on the destination, WRITEABLE from read-only pages → EPERM."""
     cmd = ucmd.cmd
     _check_map_flags(cmd.flags, "IOMMU_IOAS_COPY")
-    _check_overflow("IOMMU_IOAS_COPY", length=cmd.length, src_iova=cmd.src_iova,
-                    dst_iova=cmd.dst_iova)
+    _check_overflow(
+        "IOMMU_IOAS_COPY", length=cmd.length, src_iova=cmd.src_iova, dst_iova=cmd.dst_iova
+    )
     _check_rw(cmd.flags, "IOMMU_IOAS_COPY")
     src = get_ioas(ucmd, cmd.src_ioas_id)
     plist = src.iopt.get_pages(cmd.src_iova, cmd.length)
@@ -296,7 +317,9 @@ def ioas_change_process(ucmd: Ucmd) -> int:
         return p.source_user is not current.user or p.source_mm is not current.mm
 
     moving = [p for p in all_pages if need_charge_update(p)]
-    totals = {mode: sum(p.npinned for p in moving if p.account_mode == mode) for mode in AccountMode}
+    totals = {
+        mode: sum(p.npinned for p in moving if p.account_mode == mode) for mode in AccountMode
+    }
     charged: list[AccountMode] = []
     try:
         for mode, npages in totals.items():

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ioasid import uapi
-from ioasid.uapi._abi import _IOC_NR
 from ioasid.kernel.errors import KernelError, fail
 from ioasid.kernel.objects import ObjectTable
 from ioasid.kernel.pages import AccountMode
+from ioasid.uapi._abi import _IOC_NR
 
 if TYPE_CHECKING:
     from ioasid.kernel.machine import Kernel

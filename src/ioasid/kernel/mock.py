@@ -12,7 +12,7 @@ import errno
 
 from ioasid import uapi
 from ioasid.hw.memory import PAGE_SIZE
-from ioasid.kernel.device import Device
+from ioasid.kernel.device import Device, IommuDriver
 from ioasid.kernel.errors import fail
 from ioasid.kernel.hw_pagetable import IommuDomain
 from ioasid.kernel.ioas import get_ioas
@@ -23,9 +23,34 @@ from ioasid.kernel.pages import ULONG_MAX
 MOCK_PGSIZE_BITMAP = ULONG_MAX & ~(uapi.MOCK_PAGE_SIZE - 1)
 
 
-def mock_domain() -> IommuDomain:
-    """``mock_domain_alloc_pgtable`` (MOCK_IOMMUPT_DEFAULT)."""
-    return IommuDomain(MOCK_PGSIZE_BITMAP, uapi.MOCK_APERTURE_START, uapi.MOCK_APERTURE_LAST)
+class MockDriver(IommuDriver):
+    """``mock_ops``: the selftest IOMMU driver of one mock device (``dev_flags``)."""
+
+    def __init__(self, dev_flags: int = 0) -> None:
+        self.dev_flags = dev_flags
+        self.max_pasids = 1 << 20 if dev_flags & uapi.MOCK_FLAGS_DEVICE_PASID else 0
+
+    def domain_alloc_paging(self, flags: int) -> IommuDomain:
+        """``mock_domain_alloc_pgtable`` (MOCK_IOMMUPT_DEFAULT)."""
+        supported = uapi.IOMMU_HWPT_ALLOC_NEST_PARENT | uapi.IOMMU_HWPT_ALLOC_PASID
+        if flags & ~supported:
+            fail(errno.EOPNOTSUPP, f"mock IOMMU: HWPT flags {flags & ~supported:#x} not simulated")
+        return IommuDomain(MOCK_PGSIZE_BITMAP, uapi.MOCK_APERTURE_START, uapi.MOCK_APERTURE_LAST)
+
+    def hw_info(self, in_type: int) -> tuple[bytes, int]:
+        """``mock_domain_hw_info``."""
+        if in_type not in (uapi.IOMMU_HW_INFO_TYPE_DEFAULT, uapi.IOMMU_HW_INFO_TYPE_SELFTEST):
+            fail(errno.EOPNOTSUPP, f"mock IOMMU: hw_info type {in_type:#x} is not SELFTEST")
+        info = uapi.iommu_test_hw_info(test_reg=uapi.IOMMU_HW_INFO_SELFTEST_REGVAL)
+        return bytes(info), uapi.IOMMU_HW_INFO_TYPE_SELFTEST
+
+    def capable(self, cap: str) -> bool:
+        """``mock_domain_capable``."""
+        if cap == "CACHE_COHERENCY":
+            return True
+        if cap == "DIRTY_TRACKING":
+            return not self.dev_flags & uapi.MOCK_FLAGS_DEVICE_NO_DIRTY
+        return False
 
 
 class SelftestObj(IommufdObject):
@@ -81,9 +106,12 @@ def mock_domain_cmd(ucmd: Ucmd) -> int:
     """``iommufd_test_mock_domain``: a selftest object (id), a bound mock device (id) and
     its attachment to ``cmd.id`` (an IOAS: auto domain; or a HWPT)."""
     cmd, ictx = ucmd.cmd, ucmd.ictx
+    dev_flags = 0
+    if cmd.op == uapi.IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
+        dev_flags = cmd.mock_domain_flags.dev_flags
     sobj = ictx.objects.alloc(SelftestObj())
     try:
-        sobj.idev = Device.bind(ictx, mock_domain)
+        sobj.idev = Device.bind(ictx, MockDriver(dev_flags))
         pt_id = sobj.idev.attach(cmd.id)
         cmd.mock_domain.out_hwpt_id = pt_id
         cmd.mock_domain.out_stdev_id = sobj.id
@@ -93,6 +121,17 @@ def mock_domain_cmd(ucmd: Ucmd) -> int:
         ictx.objects.abort(sobj)
         raise
     ictx.objects.finalize(sobj)
+    return 0
+
+
+def mock_domain_replace(ucmd: Ucmd) -> int:
+    """``iommufd_test_mock_domain_replace``: selftest object → ENOENT; then
+    ``iommufd_device_replace`` to ``pt_id`` (an IOAS: auto domain; or a HWPT_PAGING)."""
+    cmd, ictx = ucmd.cmd, ucmd.ictx
+    sobj = ictx.objects.get(cmd.id, SelftestObj, "selftest device")
+    assert sobj.idev is not None
+    cmd.mock_domain_replace.pt_id = sobj.idev.replace(cmd.mock_domain_replace.pt_id)
+    ucmd.respond()
     return 0
 
 
@@ -111,6 +150,8 @@ def iommufd_test(ucmd: Ucmd) -> int:
         return add_reserved(ucmd)
     if op in (uapi.IOMMU_TEST_OP_MOCK_DOMAIN, uapi.IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS):
         return mock_domain_cmd(ucmd)
+    if op == uapi.IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE:
+        return mock_domain_replace(ucmd)
     if op == uapi.IOMMU_TEST_OP_MD_CHECK_REFS:
         return md_check_refs(ucmd)
     if op == uapi.IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:

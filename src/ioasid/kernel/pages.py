@@ -54,7 +54,7 @@ def fs_magic(fd: int) -> int:
     buf = _Statfs()
     if _fstatfs(fd, ctypes.byref(buf)) != 0:
         return 0
-    return buf.f_type & 0xFFFFFFFF
+    return int(buf.f_type) & 0xFFFFFFFF
 
 
 class IoptPages:
@@ -63,7 +63,10 @@ class IoptPages:
     def __init__(self, task: Task, start_byte: int, length: int, writable: bool) -> None:
         # iopt_alloc_pages(): protects DIV_ROUND_UP and size_t from overflow
         if length > SIZE_MAX - PAGE_SIZE or length == 0:
-            fail(errno.EINVAL, f"length {length:#x} must be non-zero and at most SIZE_MAX - PAGE_SIZE")
+            fail(
+                errno.EINVAL,
+                f"length {length:#x} must be non-zero and at most SIZE_MAX - PAGE_SIZE",
+            )
         self.type = AddressType.USER
         self.uptr = 0
         self.file_fd = -1
@@ -175,13 +178,26 @@ class IoptPages:
 
     def update_pinned(self, npages: int, inc: bool) -> None:
         """``iopt_pages_update_pinned``."""
-        charge(self.account_mode, self.source_task, npages, inc,
-               mm=self.source_mm, user=self.source_user)
+        charge(
+            self.account_mode,
+            self.source_task,
+            npages,
+            inc,
+            mm=self.source_mm,
+            user=self.source_user,
+        )
         self.last_npinned = self.npinned
 
 
-def charge(mode: AccountMode, task: Task, npages: int, inc: bool, *,
-           mm: MmStruct | None = None, user: UserStruct | None = None) -> None:
+def charge(
+    mode: AccountMode,
+    task: Task,
+    npages: int,
+    inc: bool,
+    *,
+    mm: MmStruct | None = None,
+    user: UserStruct | None = None,
+) -> None:
     """Charge (or uncharge) ``npages`` pinned pages in ``mode`` to ``task``'s user or mm.
 
     USER: ``incr_user_locked_vm`` (RLIMIT_MEMLOCK of the task, no CAP_IPC_LOCK bypass);

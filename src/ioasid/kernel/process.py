@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import resource
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ioasid.hw.memory import AddressSpace, SelfAddressSpace
@@ -80,6 +82,26 @@ class Processes:
         self.users: dict[int, UserStruct] = {}
         self.tasks: dict[int, Task] = {}
         self.current = self.task(os.getpid(), os.getuid(), SelfAddressSpace())
+
+    def fork(self) -> Task:
+        """A child of ``current``: same user, its own mm over the same memory (as after
+        ``fork()``, before either side writes), accounted separately."""
+        parent = self.current
+        pid = max(self.tasks) + 1
+        child = Task(
+            pid, MmStruct(parent.mm.aspace), parent.user, parent.caps, parent.rlimit_memlock
+        )
+        self.tasks[pid] = child
+        return child
+
+    @contextmanager
+    def running(self, task: Task) -> Iterator[Task]:
+        """Make ``task`` the caller of every ioctl inside the block."""
+        saved, self.current = self.current, task
+        try:
+            yield task
+        finally:
+            self.current = saved
 
     def user(self, uid: int) -> UserStruct:
         return self.users.setdefault(uid, UserStruct(uid))

@@ -10,12 +10,12 @@ import ctypes
 import errno
 
 from ioasid import uapi
+from ioasid.hw.memory import PAGE_SIZE
 from ioasid.kernel.errors import fail
 from ioasid.kernel.io_pagetable import IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE, cut_iova, holes
-from ioasid.kernel.ioas import Ioas, _map_common, check_reserved, get_ioas
-from ioasid.kernel.main import IommufdCtx, Ucmd
+from ioasid.kernel.ioas import Ioas, _map_common, get_ioas
+from ioasid.kernel.main import IommufdCtx, Ucmd, check_reserved
 from ioasid.kernel.pages import ULONG_MAX, IoptPages
-from ioasid.hw.memory import PAGE_SIZE
 
 VFIO_API_VERSION = 0
 
@@ -46,7 +46,9 @@ def vfio_ioas(ucmd: Ucmd) -> int:
     fail(errno.EOPNOTSUPP, f"IOMMU_VFIO_IOAS: unknown op {cmd.op}")
 
 
-def _read_arg(ictx: IommufdCtx, arg: int, struct: type[uapi.Struct], minsz_field: str) -> uapi.Struct:
+def _read_arg(
+    ictx: IommufdCtx, arg: int, struct: type[uapi.Struct], minsz_field: str
+) -> uapi.Struct:
     minsz = struct.offsetofend(minsz_field)
     return struct.from_bytes(ictx.kernel.copy_from_user(arg, minsz))
 
@@ -58,7 +60,10 @@ def map_dma(ictx: IommufdCtx, arg: int) -> int:
     m = _read_arg(ictx, arg, uapi.vfio_iommu_type1_dma_map, "size")
     supported = uapi.VFIO_DMA_MAP_FLAG_READ | uapi.VFIO_DMA_MAP_FLAG_WRITE
     if m.argsz < minsz or m.flags & ~supported:
-        fail(errno.EINVAL, f"VFIO_IOMMU_MAP_DMA: argsz {m.argsz} < {minsz} or unknown flags {m.flags:#x}")
+        fail(
+            errno.EINVAL,
+            f"VFIO_IOMMU_MAP_DMA: argsz {m.argsz} < {minsz} or unknown flags {m.flags:#x}",
+        )
     prot = IOMMU_CACHE
     if m.flags & uapi.VFIO_DMA_MAP_FLAG_READ:
         prot |= IOMMU_READ
@@ -78,7 +83,10 @@ def unmap_dma(ictx: IommufdCtx, arg: int) -> int:
     minsz = uapi.vfio_iommu_type1_dma_unmap.offsetofend("size")
     u = _read_arg(ictx, arg, uapi.vfio_iommu_type1_dma_unmap, "size")
     if u.argsz < minsz or u.flags & ~uapi.VFIO_DMA_UNMAP_FLAG_ALL:
-        fail(errno.EINVAL, f"VFIO_IOMMU_UNMAP_DMA: argsz {u.argsz} < {minsz} or unsupported flags {u.flags:#x}")
+        fail(
+            errno.EINVAL,
+            f"VFIO_IOMMU_UNMAP_DMA: argsz {u.argsz} < {minsz} or unsupported flags {u.flags:#x}",
+        )
     ioas = get_compat_ioas(ictx)
     err: OSError | None
     if u.flags & uapi.VFIO_DMA_UNMAP_FLAG_ALL:
@@ -121,7 +129,10 @@ def set_iommu(ictx: IommufdCtx, type_: int) -> int:
             fail(errno.EPERM, "VFIO_SET_IOMMU(NOIOMMU) needs CAP_SYS_RAWIO")
         return 0
     if type_ not in (uapi.VFIO_TYPE1_IOMMU, uapi.VFIO_TYPE1v2_IOMMU) or ictx.no_iommu_mode:
-        fail(errno.EINVAL, f"VFIO_SET_IOMMU: type {type_} is not VFIO_TYPE1_IOMMU or VFIO_TYPE1v2_IOMMU")
+        fail(
+            errno.EINVAL,
+            f"VFIO_SET_IOMMU: type {type_} is not VFIO_TYPE1_IOMMU or VFIO_TYPE1v2_IOMMU",
+        )
     ioas = get_compat_ioas(ictx)
     if type_ == uapi.VFIO_TYPE1_IOMMU:
         ioas.iopt.disable_large_pages_()

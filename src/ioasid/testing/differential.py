@@ -301,6 +301,8 @@ class Generator:
         self.steps += 1
         if not self.ioas and self.rng.random() < 0.7:
             kind = "alloc"
+        elif len(self.ioas) >= 4 and self.rng.random() < 0.1:
+            kind = "destroy"
         else:
             kind = self.rng.choices(self._names, self._weights)[0]
         call: Call = getattr(self, f"_gen_{kind}")()
@@ -691,9 +693,13 @@ class Generator:
     # -- probes and the final check ----------------------------------------------------------
 
     def probe_calls(self) -> list[Call]:
-        """IOVA_RANGES and HUGE_PAGES get for every IOAS id ever seen and the next one."""
+        """IOVA_RANGES and HUGE_PAGES get for every live IOAS, the lowest dead id and the
+        next id (a divergence in object ids shows there)."""
         out: list[Call] = []
-        for ioas_id in range(1, self.max_id + 2):
+        ids = set(self.ioas) | {self.max_id + 1}
+        if self.dead:
+            ids.add(min(self.dead))
+        for ioas_id in sorted(ids):
             out.append(Call("IOMMU_IOAS_IOVA_RANGES", uapi.IOMMU_IOAS_IOVA_RANGES,
                             {"ioas_id": ioas_id, "num_iovas": 2}, {"allowed_iovas": "array"},
                             capacity=2, note="probe"))

@@ -681,8 +681,8 @@ def _function_alias_group(
         if g is not None:
             reasons.append(Reason(
                 "function_alias", who, tmp,
-                f"{pdev} and {tmp} are functions of one multifunction slot without ACS "
-                f"isolation ({mine.text()}; {theirs.text()}): group {g}",
+                f"{pdev} joins group {g} of {tmp}: functions of one multifunction slot, "
+                f"neither ACS-isolated ({pdev}: {mine.rule}; {tmp}: {theirs.rule})",
                 mine.missing, mine.quirk or theirs.quirk))
             return g
     return None
