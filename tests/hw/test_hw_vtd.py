@@ -245,3 +245,10 @@ def test_large_map_is_batched() -> None:
     assert pt.iova_to_phys((256 << 20) - 1) == (256 << 20) + SZ_4K - 1
     assert pt.unmap(0, 256 << 20) == 256 << 20
     assert pt.is_empty()
+
+
+def test_formats_satisfy_pagetable_protocol() -> None:
+    from ioasid.hw.pagetable import MockPageTable, PageTable
+
+    tables: list[PageTable] = [VtdSecondStage(48), MockPageTable()]
+    assert all(isinstance(t, PageTable) for t in tables)

@@ -111,8 +111,6 @@ assert mfd > 0
 
 # --- EXPECT_ERRNO -------------------------------------------------------------------------
 
-T = TypeVar("T")
-
 
 @contextmanager
 def expect_errno(expected: int) -> Iterator[None]:
@@ -136,14 +134,12 @@ def EXPECT_ERRNO(expected: int, fn: Callable[..., Any], *args: Any) -> None:
 
 # --- raw ioctl ------------------------------------------------------------------------------
 
-StructT = TypeVar("StructT", bound=ctypes.Structure)
-
 
 def ioctl(fd: Handle, request: int, arg: Any = 0) -> int:
     """``ioctl(fd, request, arg)``: ``arg`` is a ctypes struct/array (updated in place with
     the kernel's outputs), a bytearray, or an int (a raw pointer or value; 0 is NULL)."""
     if isinstance(arg, ctypes.Structure | ctypes.Union | ctypes.Array):
-        return fd.ioctl(request, memoryview(arg).cast("B"))  # type: ignore[arg-type]
+        return fd.ioctl(request, memoryview(arg).cast("B"))
     return fd.ioctl(request, arg)
 
 
@@ -509,9 +505,7 @@ class Fixture:
 F = TypeVar("F", bound=Callable[..., None])
 
 
-def TEST_F(
-    fixture: str, variants: dict[str, Any], namespace: dict[str, Any]
-) -> Callable[[F], F]:
+def TEST_F(fixture: str, variants: dict[str, Any], namespace: dict[str, Any]) -> Callable[[F], F]:
     """``TEST_F(fixture, name)`` for every ``FIXTURE_VARIANT_ADD``: registers one pytest test
     per variant in ``namespace`` (the test module's ``globals()``), named by the kernel's
     test id ``fixture.variant.name`` as ``test_<fixture>__<variant>__<name>``. Each test

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ioasid import uapi
-from ioasid.kernel import device, ioas, mock, vfio_compat
+from ioasid.kernel import device, hw_pagetable, ioas, mock, vfio_compat, viommu
 from ioasid.kernel.main import Handler
 from ioasid.uapi._abi import _IOC_NR
 
@@ -11,6 +11,14 @@ _HANDLERS: dict[str, Handler] = {
     "IOMMU_DESTROY": ioas.destroy,
     "IOMMU_GET_HW_INFO": device.get_hw_info,
     "IOMMU_HWPT_ALLOC": device.hwpt_alloc,
+    "IOMMU_HWPT_SET_DIRTY_TRACKING": hw_pagetable.hwpt_set_dirty_tracking,
+    "IOMMU_HWPT_GET_DIRTY_BITMAP": hw_pagetable.hwpt_get_dirty_bitmap,
+    "IOMMU_HWPT_INVALIDATE": hw_pagetable.hwpt_invalidate,
+    "IOMMU_FAULT_QUEUE_ALLOC": viommu.fault_queue_alloc,
+    "IOMMU_VIOMMU_ALLOC": viommu.viommu_alloc,
+    "IOMMU_VDEVICE_ALLOC": viommu.vdevice_alloc,
+    "IOMMU_VEVENTQ_ALLOC": viommu.veventq_alloc,
+    "IOMMU_HW_QUEUE_ALLOC": viommu.hw_queue_alloc,
     "IOMMU_IOAS_ALLOC": ioas.ioas_alloc,
     "IOMMU_IOAS_ALLOW_IOVAS": ioas.ioas_allow_iovas,
     "IOMMU_IOAS_COPY": ioas.ioas_copy,
@@ -19,6 +27,7 @@ _HANDLERS: dict[str, Handler] = {
     "IOMMU_IOAS_MAP_FILE": ioas.ioas_map_file,
     "IOMMU_IOAS_UNMAP": ioas.ioas_unmap,
     "IOMMU_IOAS_CHANGE_PROCESS": ioas.ioas_change_process,
+    "IOMMU_IOAS_NOIOMMU_GET_PA": ioas.ioas_noiommu_get_pa,
     "IOMMU_OPTION": ioas.option,
     "IOMMU_VFIO_IOAS": vfio_compat.vfio_ioas,
 }

@@ -7,10 +7,15 @@ device.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import errno
+from typing import TYPE_CHECKING, NoReturn
 
 from sortedcontainers import SortedDict
 
+from ioasid import uapi
+from ioasid.hw.memory import PAGE_SIZE
+from ioasid.kernel.errors import fail
+from ioasid.kernel.main import Ucmd
 from ioasid.kernel.objects import IommufdObject, ObjType
 
 if TYPE_CHECKING:
@@ -65,3 +70,65 @@ class HwptPaging(IommufdObject):
             self.ioas.hwpt_list.remove(self)
             self.ioas.iopt.remove_domain(self.domain)
             self.ioas.users -= 1
+
+
+def _not_simulated(what: str) -> NoReturn:
+    fail(errno.EOPNOTSUPP, f"{what} is not simulated yet (devices issue)")
+
+
+def get_hwpt_paging(ucmd: Ucmd, hwpt_id: int) -> HwptPaging:
+    return ucmd.ictx.objects.get(hwpt_id, HwptPaging, "HWPT_PAGING")
+
+
+def hwpt_set_dirty_tracking(ucmd: Ucmd) -> int:
+    """``IOMMU_HWPT_SET_DIRTY_TRACKING``: unknown flags → EOPNOTSUPP; HWPT_PAGING → ENOENT."""
+    cmd = ucmd.cmd
+    if cmd.flags & ~uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE:
+        fail(errno.EOPNOTSUPP, f"IOMMU_HWPT_SET_DIRTY_TRACKING: unknown flags {cmd.flags:#x}")
+    get_hwpt_paging(ucmd, cmd.hwpt_id)
+    _not_simulated("dirty tracking")
+
+
+def hwpt_get_dirty_bitmap(ucmd: Ucmd) -> int:
+    """``IOMMU_HWPT_GET_DIRTY_BITMAP``: unknown flags or __reserved → EOPNOTSUPP; HWPT_PAGING
+    → ENOENT."""
+    cmd = ucmd.cmd
+    if cmd.flags & ~uapi.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR or cmd.reserved:
+        fail(errno.EOPNOTSUPP, "IOMMU_HWPT_GET_DIRTY_BITMAP: unknown flags or __reserved != 0")
+    get_hwpt_paging(ucmd, cmd.hwpt_id)
+    _not_simulated("dirty tracking")
+
+
+INVALIDATE_ENTRY_NUM_MAX = 1 << 19
+
+
+def hwpt_invalidate(ucmd: Ucmd) -> int:
+    """``IOMMU_HWPT_INVALIDATE``: __reserved → EOPNOTSUPP; entries without a pointer or with
+    a length of 0 or > PAGE_SIZE, or more than 2^19 → EINVAL; hwpt_id → ENOENT; not a nested
+    HWPT or vIOMMU → EINVAL. ``entry_num`` is written back (entries done) even on failure."""
+    cmd = ucmd.cmd
+    try:
+        if cmd.reserved:
+            fail(errno.EOPNOTSUPP, "IOMMU_HWPT_INVALIDATE: __reserved must be 0")
+        if cmd.entry_num and (
+            not cmd.data_uptr
+            or not cmd.entry_len
+            or cmd.entry_len > PAGE_SIZE
+            or cmd.entry_num > INVALIDATE_ENTRY_NUM_MAX
+        ):
+            fail(
+                errno.EINVAL,
+                f"IOMMU_HWPT_INVALIDATE: {cmd.entry_num} entries of {cmd.entry_len} bytes at "
+                f"{cmd.data_uptr:#x} (entry_len 1..PAGE_SIZE, at most {INVALIDATE_ENTRY_NUM_MAX})",
+            )
+        pt = ucmd.ictx.objects.lookup(cmd.hwpt_id)
+        if pt is None:
+            fail(errno.ENOENT, f"IOMMU_HWPT_INVALIDATE: no object with id {cmd.hwpt_id}")
+        fail(
+            errno.EINVAL,
+            f"IOMMU_HWPT_INVALIDATE: object {cmd.hwpt_id} is a {type(pt).__name__}, not a "
+            "nested HWPT or a vIOMMU",
+        )
+    finally:
+        cmd.entry_num = 0
+        ucmd.respond()

@@ -225,7 +225,8 @@ class IoPagetable:
         if iova & (self.iova_alignment - 1):
             fail(
                 errno.EINVAL,
-                f"iova {iova:#x} is not aligned to the IOAS IOVA alignment {self.iova_alignment:#x}",
+                f"iova {iova:#x} is not aligned to the IOAS IOVA alignment "
+                f"{self.iova_alignment:#x}",
             )
         last = iova + length - 1
         if last > ULONG_MAX:

@@ -418,3 +418,25 @@ def _check_overflow(name: str, **fields: int) -> None:
 
 
 __all__ = ["Ioas", "KernelError"]
+
+
+def ioas_noiommu_get_pa(ucmd: Ucmd) -> int:
+    """``IOMMU_IOAS_NOIOMMU_GET_PA``: no CAP_SYS_RAWIO → EPERM; flags/__reserved →
+    EOPNOTSUPP; length 0 → EINVAL; iova ≥ ULONG_MAX → EOVERFLOW; IOAS → ENOENT; no area at
+    iova → ENOENT; an area not backed by a no-IOMMU domain → EOPNOTSUPP (the simulated host
+    has no no-IOMMU devices, so that is where every lookup ends)."""
+    from ioasid.kernel.process import CAP_SYS_RAWIO
+
+    cmd = ucmd.cmd
+    if not ucmd.ictx.kernel.processes.current.capable(CAP_SYS_RAWIO):
+        fail(errno.EPERM, "IOMMU_IOAS_NOIOMMU_GET_PA needs CAP_SYS_RAWIO")
+    if cmd.flags or cmd.reserved:
+        fail(errno.EOPNOTSUPP, "IOMMU_IOAS_NOIOMMU_GET_PA: flags and __reserved must be 0")
+    if not cmd.length:
+        fail(errno.EINVAL, "IOMMU_IOAS_NOIOMMU_GET_PA: length is 0")
+    _check_overflow("IOMMU_IOAS_NOIOMMU_GET_PA", iova=cmd.iova)
+    ioas = get_ioas(ucmd, cmd.ioas_id)
+    area = ioas.iopt.area_first(cmd.iova, cmd.iova)
+    if area is None or area.pages is None:
+        fail(errno.ENOENT, f"IOMMU_IOAS_NOIOMMU_GET_PA: no area at iova {cmd.iova:#x}")
+    fail(errno.EOPNOTSUPP, "IOMMU_IOAS_NOIOMMU_GET_PA: the area is not in a no-IOMMU domain")

@@ -394,7 +394,7 @@ class Generator:
             return uapi.IOMMU_IOAS_MAP_WRITEABLE, "write-only"
         if r < 0.92:
             return 0, "neither R nor W"
-        return RW | (1 << self.rng.choice([3, 4, 16, 31])), "unknown flag"
+        return RW | (1 << self.rng.choice([3, 4, 8, 31])), "unknown flag"
 
     # -- generators per ioctl --------------------------------------------------------------
 

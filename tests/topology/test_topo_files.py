@@ -1,0 +1,93 @@
+"""Topology file format: parsing, defaults, and every error a user can make."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from topo_helpers import B
+
+from ioasid.topology import PcieType, TopologyError, default_host, dump, group, load
+from ioasid.topology.files import parse
+
+
+def _dev(bdf: str, t: str, parent: str = "root_bus", **kw: Any) -> dict[str, Any]:
+    return {"bdf": bdf, "id": "1234:5678", "pcie_type": t, "parent": parent, **kw}
+
+
+GOOD = [
+    _dev("0000:00:01.0", "root_port", acs={"cap": "0x5f", "ctl": 0}, driver="pcieport"),
+    _dev("0000:01:00.0", "endpoint", "0000:00:01.0", **{"class": "0300", "x-unknown": 1}),
+    _dev("0000:01:00.1", "endpoint", "0000:00:01.0", **{"class": "040300"}),
+]
+
+
+def test_parse_good_file_and_defaults(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(yaml.safe_dump({"devices": GOOD}))
+    t = load(p)
+    rp = t["0000:00:01.0"]
+    assert rp.acs is not None and rp.acs.cap == 0x5F and rp.driver == "pcieport"
+    gpu = t["0000:01:00.0"]
+    assert gpu.class_code == 0x0300 and gpu.pcie_type is PcieType.ENDPOINT
+    assert t["0000:01:00.1"].class_code == 0x0403  # 6-digit class: base+sub
+    # two functions in one slot: multifunction defaults to true
+    assert gpu.multifunction and t["0000:01:00.1"].multifunction
+    assert group(t).partition() == {frozenset({B("00:01.0")}),
+                                    frozenset({B("01:00.0"), B("01:00.1")})}
+
+
+def test_json_and_bare_list(tmp_path: Path) -> None:
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(GOOD))
+    assert len(load(p)) == 3
+
+
+def test_dump_round_trips_default_host() -> None:
+    h = default_host()
+    again = parse(yaml.safe_load(yaml.safe_dump(dump(h))))
+    assert group(again).partition() == group(h).partition()
+    assert [f for f in again] == [f for f in h]
+
+
+@pytest.mark.parametrize(("devices", "match"), [
+    ([{"id": "1234:5678", "pcie_type": "endpoint", "parent": "root_bus"}], "missing required"),
+    ([_dev("0000:00:01", "endpoint")], "bad bdf"),
+    ([_dev("0000:00:20.0", "endpoint")], "above 0x1f"),
+    ([_dev("0000:00:01.0", "endpoint"), _dev("0000:01:00.0", "endpoint", "0000:00:01.0")],
+     r"0000:01:00\.0.*not a bridge"),
+    ([_dev("0000:01:00.0", "downstream_port", "0000:02:00.0"),
+      _dev("0000:02:00.0", "downstream_port", "0000:01:00.0")], "cycle"),
+    ([_dev("0000:00:01.0", "root_port"), _dev("0000:00:01.0", "root_port")], "duplicate"),
+    ([_dev("0000:00:01.0", "switch")], "pcie_type 'switch' is not one of"),
+    ([_dev("0000:00:01.0", "root_port", acs="yes")], "acs must be null"),
+    ([_dev("0000:00:01.0", "root_port", acs={"cap": "zz"})], "acs.cap"),
+    ([{**_dev("0000:00:01.0", "endpoint"), "id": "8086"}], "vvvv:dddd"),
+    ([_dev("0000:00:01.0", "endpoint", dma_alias=["1f.9"])], "dma_alias"),
+    ([_dev("0000:00:01.0", "endpoint", multifunction="yes")], "true or false"),
+    ([_dev("0000:01:00.0", "endpoint", "0000:00:09.0")], "not in the topology"),
+    ({"hosts": []}, "no 'devices'"),
+])
+def test_errors_name_device_and_rule(devices: Any, match: str) -> None:
+    with pytest.raises(TopologyError, match=match):
+        parse(devices)
+
+
+def test_topology_error_is_value_error() -> None:
+    assert issubclass(TopologyError, ValueError)
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError, match="cannot read"):
+        load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("devices: [ {bdf: ")
+    with pytest.raises(TopologyError, match="not valid YAML"):
+        load(bad)
+    binf = tmp_path / "bin.yaml"
+    binf.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(TopologyError):
+        load(binf)
