@@ -10,6 +10,7 @@ from types import ModuleType
 import pytest
 
 from ioasid import Buffer, Iommufd, IommufdError, IovaRange, memfd
+from ioasid.testing.process import capable
 
 pytestmark = pytest.mark.oracle
 
@@ -154,15 +155,9 @@ def test_change_process_refuses_plain_maps(fd: Iommufd, buf: Buffer) -> None:
     assert e.value.errno == errno.EINVAL
 
 
-def _capable(cap: int) -> bool:
-    with open("/proc/self/status") as f:
-        caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
-    return bool(caps >> cap & 1)
-
-
-def test_rlimit_mode_only_without_objects(fd: Iommufd) -> None:
+def test_rlimit_mode_only_without_objects(fd: Iommufd, backend: ModuleType) -> None:
     assert fd.rlimit_mode_mm is False
-    if not _capable(CAP_SYS_RESOURCE):
+    if not capable(backend, CAP_SYS_RESOURCE):
         with pytest.raises(IommufdError) as e:
             fd.rlimit_mode_mm = True
         assert e.value.errno == errno.EPERM

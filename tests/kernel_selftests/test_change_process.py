@@ -3,9 +3,8 @@ variants ``account_none`` / ``account_user`` / ``account_mm``, test ``basic``.
 
 The test forks and reads the parent's and child's ``VmPin:`` / ``VmLck:`` from
 ``/proc/<pid>/status``: pinned-page accounting moves to the process that issues
-``IOMMU_IOAS_CHANGE_PROCESS``. That is real-kernel state, so this file runs on
-``--backend=linux``; on ``sim`` it is skipped until the simulator can act as a second task
-and report its own accounting counters (see LEFT.md).
+``IOMMU_IOAS_CHANGE_PROCESS``. On ``sim`` the child is a simulated task and the
+counters are the simulated kernel's (``ioasid.testing.process``); the body is the same.
 """
 
 from __future__ import annotations
@@ -13,14 +12,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
 import pytest
 
 from ioasid import uapi
+from ioasid.testing.process import getpid, run_in_child, vm_locked_kb, vm_pinned_kb
 
 from .utils import (
     IOPT_PAGES_ACCOUNT_MM,
@@ -87,28 +86,6 @@ def _restore_effective(saved: int) -> None:
     _capset(header, data)
 
 
-def get_proc_status_value(pid: int, var: str) -> int:
-    """``get_proc_status_value()``: the number after ``var`` in /proc/<pid>/status, -1 if
-    absent."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 2 and fields[0] == var:
-                    return int(fields[1])
-    except OSError:
-        pass
-    return -1
-
-
-def get_vm_pinned(pid: int) -> int:
-    return get_proc_status_value(pid, "VmPin:")
-
-
-def get_vm_locked(pid: int) -> int:
-    return get_proc_status_value(pid, "VmLck:")
-
-
 @dataclass(frozen=True)
 class Variant:
     """``FIXTURE_VARIANT(change_process)``."""
@@ -157,11 +134,6 @@ class ChangeProcess(Fixture):
 
 @pytest.fixture
 def self(backend: ModuleType, request: pytest.FixtureRequest) -> Iterator[ChangeProcess]:
-    if backend.NAME == "sim":
-        pytest.skip(
-            "sim: needs a simulated second task (fork) whose ioctls run as that task, and "
-            "VmPin/VmLck read from the simulated mm/user counters (LEFT.md)"
-        )
     fixture = ChangeProcess(backend, request.function.variant)
     yield fixture
     fixture.teardown()
@@ -170,34 +142,10 @@ def self(backend: ModuleType, request: pytest.FixtureRequest) -> Iterator[Change
 change_process = TEST_F("change_process", VARIANTS, globals())
 
 
-def _in_child(body: Callable[[], None]) -> None:
-    """``child = fork(); if (!child) { body; exit(0); }`` then ``ASSERT_NE(-1, child)`` and
-    ``ASSERT_EQ(child, waitpid(child, NULL, 0))``. A failed assertion in the child is
-    reported through a pipe and fails the test (the C parent does not look at the child's
-    status; we do, so that the child's assertions count)."""
-    rfd, wfd = os.pipe()
-    child = os.fork()
-    if not child:
-        os.close(rfd)
-        status = 0
-        try:
-            body()
-        except BaseException:
-            os.write(wfd, traceback.format_exc().encode())
-            status = 1
-        os._exit(status)
-    os.close(wfd)
-    assert child != -1
-    with os.fdopen(rfd, "rb") as r:
-        report = r.read().decode()
-    pid, status = os.waitpid(child, 0)
-    assert pid == child
-    assert os.waitstatus_to_exitcode(status) == 0, f"child failed:\n{report}"
-
-
 @change_process
 def basic(self: ChangeProcess) -> None:
-    parent = os.getpid()
+    be = self.backend
+    parent = getpid(be)
     cmd = uapi.iommu_ioas_change_process(size=ctypes.sizeof(uapi.iommu_ioas_change_process))
 
     # Expect failure if non-file maps exist
@@ -215,19 +163,19 @@ def basic(self: ChangeProcess) -> None:
         nlock = PAGE_SIZE // 1024
 
         # Parent accounts for locked memory before
-        assert get_vm_pinned(parent) == nlock
+        assert vm_pinned_kb(be, parent) == nlock
         if self.variant.accounting == IOPT_PAGES_ACCOUNT_MM:
-            assert get_vm_locked(parent) == nlock
-        assert get_vm_pinned(os.getpid()) == 0
-        assert get_vm_locked(os.getpid()) == 0
+            assert vm_locked_kb(be, parent) == nlock
+        assert vm_pinned_kb(be, getpid(be)) == 0
+        assert vm_locked_kb(be, getpid(be)) == 0
 
         assert self.ioctl(uapi.IOMMU_IOAS_CHANGE_PROCESS, cmd) == 0
 
         # Child accounts for locked memory after
-        assert get_vm_pinned(parent) == 0
-        assert get_vm_locked(parent) == 0
-        assert get_vm_pinned(os.getpid()) == nlock
+        assert vm_pinned_kb(be, parent) == 0
+        assert vm_locked_kb(be, parent) == 0
+        assert vm_pinned_kb(be, getpid(be)) == nlock
         if self.variant.accounting == IOPT_PAGES_ACCOUNT_MM:
-            assert get_vm_locked(os.getpid()) == nlock
+            assert vm_locked_kb(be, getpid(be)) == nlock
 
-    _in_child(child)
+    run_in_child(be, child)

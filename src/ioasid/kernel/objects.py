@@ -130,7 +130,7 @@ class ObjectTable:
         while True:
             progress = False
             for obj in sorted(self.objects(), key=lambda o: o.id):
-                if obj.users == 1:
+                if self._slots.get(obj.id) is obj and obj.users == 1:
                     self._release_id(obj.id)
                     obj.destroy()
                     progress = True

@@ -8,6 +8,7 @@ root sees the same ``capable()`` answers as on the real kernel. The counters (``
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
 from collections.abc import Iterator
@@ -22,15 +23,46 @@ CAP_SYS_RAWIO = 17
 CAP_SYS_RESOURCE = 24
 
 
-def _effective_caps() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return int(line.split()[1], 16)
-    except OSError:
-        pass
-    return 0
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+_capget = ctypes.CDLL(None, use_errno=True).capget
+
+
+CAP_LAST_CAP = 40
+ALL_CAPS = (1 << (CAP_LAST_CAP + 1)) - 1
+
+
+def _capget_sets() -> tuple[int, int]:
+    header = _CapHeader(0x20080522, 0)
+    data = (_CapData * 2)()
+    if _capget(ctypes.byref(header), data) != 0:
+        return 0, 0
+    eff = int(data[0].effective) | int(data[1].effective) << 32
+    perm = int(data[0].permitted) | int(data[1].permitted) << 32
+    return eff, perm
+
+
+def effective_caps() -> int:
+    """This process's effective capability set, read live (``capget``) so that a test
+    dropping CAP_IPC_LOCK with ``capset`` is seen exactly as the kernel sees it."""
+    return _capget_sets()[0]
+
+
+def root_caps() -> int:
+    """A full root's capabilities minus those this process dropped from its effective set:
+    what the kernel selftests (run as root in the oracle guest) have, on any host."""
+    eff, perm = _capget_sets()
+    return ALL_CAPS & ~(perm & ~eff)
 
 
 @dataclass
@@ -63,11 +95,18 @@ class Task:
     pid: int
     mm: MmStruct
     user: UserStruct
-    caps: int = field(default_factory=_effective_caps)
+    caps: int | None = None
+    """``None``: the real process's capabilities, read at each check."""
     rlimit_memlock: int | None = None
+    as_root: bool = False
+    """Capabilities of a full root (see :func:`root_caps`) instead of this host's."""
 
     def capable(self, cap: int) -> bool:
-        return bool(self.caps >> cap & 1)
+        if self.caps is not None:
+            caps = self.caps
+        else:
+            caps = root_caps() if self.as_root else effective_caps()
+        return bool(caps >> cap & 1)
 
     def memlock_limit(self) -> int:
         if self.rlimit_memlock is not None:

@@ -55,8 +55,12 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def backend(backend_name: str) -> Iterator[ModuleType]:
-    """The backend module (``ioasid.backends.sim`` or ``.linux``); sim boots afresh."""
+    """The backend module (``ioasid.backends.sim`` or ``.linux``).
+
+    The sim boots afresh for every test, its caller holding a full root's capabilities
+    (minus any the test drops), as the oracle guest runs tests as root.
+    """
     mod = backends.get(backend_name)
     if backend_name == "sim":
-        mod.reset()
+        mod.reset().processes.current.as_root = True
     yield mod

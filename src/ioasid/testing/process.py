@@ -1,0 +1,88 @@
+"""Processes as a test sees them, on either backend.
+
+A kernel selftest that forks and reads ``/proc/<pid>/status`` cannot run unchanged on the
+embedded kernel: ``fork()`` would copy the whole simulator. These helpers keep the test body
+the same: on ``linux`` they fork and read ``/proc``; on ``sim`` the "child" is a simulated
+task of the same kernel (same user, its own mm) that issues the ioctls inside ``body``, and
+``VmPin``/``VmLck`` come from the simulated kernel's counters.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from types import ModuleType
+
+from ioasid.hw.memory import PAGE_SIZE
+
+
+def getpid(backend: ModuleType) -> int:
+    """The pid the kernel sees as the caller."""
+    if backend.NAME == "sim":
+        return int(backend.kernel().processes.current.pid)
+    return os.getpid()
+
+
+def run_in_child(backend: ModuleType, body: Callable[[], None]) -> None:
+    """Run ``body`` as a forked child and wait for it; its assertion failures fail the
+    caller."""
+    if backend.NAME == "sim":
+        procs = backend.kernel().processes
+        with procs.running(procs.fork()):
+            body()
+        return
+    rfd, wfd = os.pipe()
+    child = os.fork()
+    if not child:
+        os.close(rfd)
+        status = 0
+        try:
+            body()
+        except BaseException:
+            os.write(wfd, traceback.format_exc().encode())
+            status = 1
+        os._exit(status)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as r:
+        report = r.read().decode()
+    pid, status = os.waitpid(child, 0)
+    assert pid == child
+    assert os.waitstatus_to_exitcode(status) == 0, f"child failed:\n{report}"
+
+
+def _proc_status(pid: int, var: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == var:
+                    return int(fields[1])
+    except OSError:
+        pass
+    return -1
+
+
+def vm_pinned_kb(backend: ModuleType, pid: int) -> int:
+    """``VmPin:`` of ``pid`` in kB (``mm->pinned_vm``)."""
+    if backend.NAME == "sim":
+        task = backend.kernel().processes.tasks[pid]
+        return int(task.mm.pinned_vm) * PAGE_SIZE // 1024
+    return _proc_status(pid, "VmPin:")
+
+
+def vm_locked_kb(backend: ModuleType, pid: int) -> int:
+    """``VmLck:`` of ``pid`` in kB (``mm->locked_vm``)."""
+    if backend.NAME == "sim":
+        task = backend.kernel().processes.tasks[pid]
+        return int(task.mm.locked_vm) * PAGE_SIZE // 1024
+    return _proc_status(pid, "VmLck:")
+
+
+def capable(backend: ModuleType, cap: int) -> bool:
+    """Whether the kernel would find the caller ``capable(cap)``."""
+    if backend.NAME == "sim":
+        return bool(backend.kernel().processes.current.capable(cap))
+    from ioasid.kernel.process import effective_caps
+
+    return bool(effective_caps() >> cap & 1)
