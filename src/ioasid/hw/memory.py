@@ -17,6 +17,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sortedcontainers import SortedDict
+
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
 
@@ -44,13 +46,15 @@ _process_vm_writev.argtypes = _process_vm_readv.argtypes
 def efault(what: str, addr: int, length: int) -> OSError:
     return OSError(
         errno.EFAULT,
-        f"{os.strerror(errno.EFAULT)}: {what} [{addr:#x}, +{length:#x}) is not mapped in the caller",
+        f"{os.strerror(errno.EFAULT)}: {what} [{addr:#x}, +{length:#x}) is not mapped "
+        "in the caller",
     )
 
 
 @dataclass(frozen=True)
 class Vma:
-    """One line of ``/proc/<pid>/maps``: ``[start, end)`` with its permissions."""
+    """One line of ``/proc/<pid>/maps``: ``[start, end)`` with its permissions and, for a
+    file mapping, the file (``dev``, ``inode``) and the file offset of ``start``."""
 
     start: int
     end: int
@@ -58,6 +62,9 @@ class Vma:
     writable: bool
     shared: bool
     path: str
+    offset: int = 0
+    dev: tuple[int, int] = (0, 0)
+    inode: int = 0
 
 
 class AddressSpace(Protocol):
@@ -111,6 +118,7 @@ class SelfAddressSpace:
                 parts = line.split(maxsplit=5)
                 lo, hi = parts[0].split("-")
                 perms = parts[1]
+                major, minor = parts[3].split(":")
                 out.append(
                     Vma(
                         int(lo, 16),
@@ -119,6 +127,9 @@ class SelfAddressSpace:
                         perms[1] == "w",
                         perms[3] == "s",
                         parts[5].strip() if len(parts) > 5 else "",
+                        int(parts[2], 16),
+                        (int(major, 16), int(minor, 16)),
+                        int(parts[4]),
                     )
                 )
         return out
@@ -207,6 +218,140 @@ class SyntheticAddressSpace:
             stored = self._pages.setdefault(page, bytearray(PAGE_SIZE))
             stored[off : off + n] = view[pos : pos + n]
             pos += n
+
+
+class PhysMap:
+    """Simulated physical memory: a frame number for every pinned page, by identity.
+
+    A page's identity is what the kernel's ``struct page`` is: the same for every virtual
+    mapping of it. Pages of a shared file mapping (a memfd mapped twice, or mapped and also
+    given to ``IOMMU_IOAS_MAP_FILE``) are keyed by (device, inode, file page); anonymous pages
+    by (address space, virtual page). Frames are handed out in runs, so memory pinned in one
+    go is physically contiguous and maps into large IOMMU pages. A frame is accessed through
+    the mapping it was first seen in (a virtual address of this process, or the file).
+    """
+
+    FIRST_PFN = 0x100000
+    """Frames start at 4 GiB, so a physical address never looks like a small IOVA."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[object, ...], SortedDict] = {}
+        self._frames: SortedDict = SortedDict()
+        self._next = self.FIRST_PFN
+
+    def _frames_for(
+        self, key: tuple[object, ...], first: int, last: int, access: tuple[str, object, int]
+    ) -> list[tuple[int, int, int]]:
+        """``(page, pfn, count)`` runs covering pages ``[first, last]`` of ``key``."""
+        runs: SortedDict = self._keys.setdefault(key, SortedDict())
+        out: list[tuple[int, int, int]] = []
+        cur = first
+        idx = max(runs.bisect_right(first) - 1, 0)
+        for start in list(runs.keys()[idx:]):
+            if cur > last:
+                break
+            rlast, pfn = runs[start]
+            if rlast < cur:
+                continue
+            if start > cur:
+                gap_last = min(start - 1, last)
+                out.append(self._new_run(runs, cur, gap_last, access, first))
+                cur = gap_last + 1
+                if cur > last:
+                    break
+            take_last = min(rlast, last)
+            out.append((cur, pfn + (cur - start), take_last - cur + 1))
+            cur = take_last + 1
+        if cur <= last:
+            out.append(self._new_run(runs, cur, last, access, first))
+        return out
+
+    def _new_run(
+        self,
+        runs: SortedDict,
+        first: int,
+        last: int,
+        access: tuple[str, object, int],
+        base_page: int,
+    ) -> tuple[int, int, int]:
+        n = last - first + 1
+        pfn = self._next
+        self._next += n
+        runs[first] = (last, pfn)
+        kind, target, base = access
+        self._frames[pfn] = (pfn + n - 1, kind, target, base + (first - base_page) * PAGE_SIZE)
+        return first, pfn, n
+
+    def pin_user(
+        self, aspace: SelfAddressSpace, va: int, length: int
+    ) -> list[tuple[int, int, int]]:
+        """Frames behind ``[va, va+length)`` of ``aspace``: ``(va_page, pfn, npages)`` runs."""
+        first, last = va // PAGE_SIZE, (va + length - 1) // PAGE_SIZE
+        out: list[tuple[int, int, int]] = []
+        cur = first
+        for vma in aspace.vmas():
+            if cur > last:
+                break
+            vfirst, vlast = vma.start // PAGE_SIZE, vma.end // PAGE_SIZE - 1
+            if vlast < cur or vfirst > last:
+                continue
+            a, b = max(cur, vfirst), min(last, vlast)
+            if vma.shared and vma.inode:
+                fpage = vma.offset // PAGE_SIZE + (a - vfirst)
+                key: tuple[object, ...] = ("file", vma.dev, vma.inode)
+                for page, pfn, n in self._frames_for(
+                    key, fpage, fpage + (b - a), ("va", aspace, a * PAGE_SIZE)
+                ):
+                    out.append((a + page - fpage, pfn, n))
+            else:
+                key = ("anon", id(aspace))
+                out.extend(self._frames_for(key, a, b, ("va", aspace, a * PAGE_SIZE)))
+            cur = b + 1
+        return out
+
+    def pin_file(self, fd: int, offset: int, length: int) -> list[tuple[int, int, int]]:
+        """Frames of file pages ``[offset, offset+length)``: ``(file_page, pfn, n)`` runs."""
+        st = os.fstat(fd)
+        key = ("file", (os.major(st.st_dev), os.minor(st.st_dev)), st.st_ino)
+        first, last = offset // PAGE_SIZE, (offset + length - 1) // PAGE_SIZE
+        return self._frames_for(key, first, last, ("file", fd, first * PAGE_SIZE))
+
+    def _locate(self, pa: int) -> tuple[str, object, int, int]:
+        pfn = pa // PAGE_SIZE
+        idx = self._frames.bisect_right(pfn) - 1
+        if idx < 0:
+            raise efault("DMA to physical", pa, 1)
+        start, (last, kind, target, base) = self._frames.peekitem(idx)
+        if pfn > last:
+            raise efault("DMA to physical", pa, 1)
+        return kind, target, base + (pa - start * PAGE_SIZE), (last + 1) * PAGE_SIZE - pa
+
+    def read(self, pa: int, n: int) -> bytes:
+        out = bytearray()
+        while n:
+            kind, target, where, room = self._locate(pa)
+            k = min(n, room)
+            if kind == "va":
+                assert isinstance(target, SelfAddressSpace)
+                out += target.read(where, k)
+            else:
+                assert isinstance(target, int)
+                out += os.pread(target, k, where).ljust(k, b"\0")
+            pa, n = pa + k, n - k
+        return bytes(out)
+
+    def write(self, pa: int, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        while len(view):
+            kind, target, where, room = self._locate(pa)
+            k = min(len(view), room)
+            if kind == "va":
+                assert isinstance(target, SelfAddressSpace)
+                target.write(where, view[:k])
+            else:
+                assert isinstance(target, int)
+                os.pwrite(target, view[:k], where)
+            pa, view = pa + k, view[k:]
 
 
 def buffer_address(buf: bytearray | memoryview) -> int:

@@ -8,24 +8,48 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ioasid import uapi
-from ioasid.kernel.errors import fail
+from ioasid.hw.iommu import IommuUnit
+from ioasid.hw.pagetable.base import HwError
+from ioasid.kernel.errors import KernelError, fail
 from ioasid.kernel.hw_pagetable import HwptPaging, IommuDomain
 from ioasid.kernel.ioas import Ioas
 from ioasid.kernel.main import IommufdCtx, Ucmd
 from ioasid.kernel.objects import IommufdObject, ObjType
 
+if TYPE_CHECKING:
+    from ioasid.kernel.machine import Kernel
+
 DomainFactory = Callable[[], IommuDomain]
 
 
 class IommuDriver:
-    """What ``iommufd`` asks of a device's IOMMU driver (``struct iommu_ops``)."""
+    """A device's IOMMU driver (``struct iommu_ops``) and where the device sits: the IOMMU
+    ``unit`` and its requester id ``rid``."""
 
     max_pasids = 0
 
+    def __init__(self, kernel: Kernel, unit: IommuUnit, rid: int) -> None:
+        self.kernel = kernel
+        self.unit = unit
+        self.rid = rid
+
     def domain_alloc_paging(self, flags: int) -> IommuDomain:
-        raise NotImplementedError
+        """``domain_alloc_paging_flags``: the unit's page-table format."""
+        try:
+            hw = self.unit.domain_alloc_paging(flags)
+        except HwError as exc:
+            raise KernelError(exc.errno or errno.EOPNOTSUPP, str(exc.strerror)) from None
+        return IommuDomain(hw, self.kernel.phys)
+
+    def attach_dev(self, domain: IommuDomain | None, pasid: int | None = None) -> None:
+        """``attach_dev``: program the unit; an incompatible domain is EINVAL."""
+        try:
+            self.unit.attach(self.rid, None if domain is None else domain.hw, pasid)
+        except HwError as exc:
+            raise KernelError(exc.errno or errno.EINVAL, str(exc.strerror)) from None
 
     def hw_info(self, in_type: int) -> tuple[bytes, int]:
         """``ops->hw_info``: the driver's info struct and its ``iommu_hw_info_type``."""
@@ -87,21 +111,27 @@ class Device(IommufdObject):
         ioas = obj
         for hwpt in ioas.hwpt_list:
             if isinstance(hwpt, HwptPaging) and hwpt.auto_domain:
-                self._do_attach(hwpt, old)
+                try:
+                    self._do_attach(hwpt, old)
+                except KernelError as exc:
+                    if exc.errno == errno.EINVAL:
+                        continue
+                    raise
                 return hwpt.id
         hwpt = objects.alloc(HwptPaging(ioas, self.driver.domain_alloc_paging(0), auto_domain=True))
         try:
             hwpt.attach_to_ioas()
+            self._do_attach(hwpt, old)
         except OSError:
             objects.abort(hwpt)
             raise
-        self._do_attach(hwpt, old)
         objects.finalize(hwpt)
         return hwpt.id
 
     def _do_attach(self, hwpt: HwptPaging, old: HwptPaging | None) -> None:
         if hwpt is old:
             return
+        self.driver.attach_dev(hwpt.domain)
         self.hwpt = hwpt
         hwpt.devices.append(self)
         hwpt.users += 1
@@ -112,6 +142,7 @@ class Device(IommufdObject):
         if hwpt is None:
             return
         self.hwpt = None
+        self.driver.attach_dev(None)
         hwpt.devices.remove(self)
         hwpt.users -= 1
         if hwpt.auto_domain and not hwpt.devices:

@@ -10,40 +10,62 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, NoReturn
 
-from sortedcontainers import SortedDict
-
 from ioasid import uapi
-from ioasid.hw.memory import PAGE_SIZE
-from ioasid.kernel.errors import fail
+from ioasid.hw.iommu import Domain as HwDomain
+from ioasid.hw.memory import PAGE_SIZE, PhysMap
+from ioasid.hw.pagetable.base import HwError, Prot
+from ioasid.kernel.errors import KernelError, fail
 from ioasid.kernel.main import Ucmd
 from ioasid.kernel.objects import IommufdObject, ObjType
 
 if TYPE_CHECKING:
-    from ioasid.kernel.io_pagetable import Area
     from ioasid.kernel.ioas import Ioas
+    from ioasid.kernel.pages import IoptPages
 
 
 class IommuDomain:
-    """``struct iommu_domain`` of type UNMANAGED: what the IOMMU translates with.
+    """``struct iommu_domain`` of type UNMANAGED: a hardware page table (``ioasid.hw``)
+    that the io_pagetable fills from pinned pages, as ``iopt_area_fill_domain`` does.
 
-    Holds the IOVA → (area, byte offset) mapping the io_pagetable loaded; the hardware
-    page-table formats of ``ioasid.hw`` render it for DMA.
+    Pages are mapped by physically contiguous runs (``batch_to_domain``), or one
+    ``PAGE_SIZE`` at a time when the IOAS has huge pages disabled.
     """
 
-    def __init__(self, pgsize_bitmap: int, aperture_start: int, aperture_end: int) -> None:
-        self.pgsize_bitmap = pgsize_bitmap
-        self.aperture_start = aperture_start
-        self.aperture_end = aperture_end
-        self.mappings: SortedDict = SortedDict()
+    def __init__(self, hw: HwDomain, phys: PhysMap) -> None:
+        self.hw = hw
+        self.phys = phys
+        self.pgsize_bitmap = hw.pgsize_bitmap
+        self.aperture_start, self.aperture_end = hw.aperture
 
-    def map_range(self, iova: int, area: Area, first_byte: int, length: int) -> None:
-        self.mappings[iova] = (area, first_byte, length)
+    def map_range(
+        self,
+        iova: int,
+        pages: IoptPages,
+        first_byte: int,
+        length: int,
+        prot: int,
+        small: bool = False,
+    ) -> None:
+        done = 0
+        try:
+            for pa, n in pages.phys_runs(self.phys, first_byte, length):
+                if small:
+                    for off in range(0, n, PAGE_SIZE):
+                        k = min(PAGE_SIZE - (pa + off) % PAGE_SIZE, n - off)
+                        self.hw.map(iova + done + off, pa + off, k, Prot(prot))
+                else:
+                    self.hw.map(iova + done, pa, n, Prot(prot))
+                done += n
+        except HwError as exc:
+            if done:
+                self.hw.unmap(iova, done)
+            raise KernelError(exc.errno or errno.EINVAL, str(exc.strerror)) from None
 
     def unmap_range(self, iova: int, length: int) -> None:
-        self.mappings.pop(iova, None)
+        self.hw.unmap(iova, length)
 
-    def mapped_bytes(self) -> int:
-        return sum(length for _, _, length in self.mappings.values())
+    def iova_to_phys(self, iova: int) -> int | None:
+        return self.hw.iova_to_phys(iova)
 
 
 class HwptPaging(IommufdObject):

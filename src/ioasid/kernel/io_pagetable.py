@@ -41,7 +41,15 @@ class Domain(Protocol):
     aperture_start: int
     aperture_end: int
 
-    def map_range(self, iova: int, area: Area, first_byte: int, length: int) -> None: ...
+    def map_range(
+        self,
+        iova: int,
+        pages: IoptPages,
+        first_byte: int,
+        length: int,
+        prot: int,
+        small: bool = False,
+    ) -> None: ...
 
     def unmap_range(self, iova: int, length: int) -> None: ...
 
@@ -490,7 +498,14 @@ class IoPagetable:
         mapped: list[Domain] = []
         try:
             for d in self.domains:
-                d.map_range(area.iova, area, area.start_byte, area.length)
+                d.map_range(
+                    area.iova,
+                    pages,
+                    area.start_byte,
+                    area.length,
+                    area.iommu_prot,
+                    self.disable_large_pages,
+                )
                 mapped.append(d)
         except OSError:
             for d in mapped:
@@ -541,7 +556,14 @@ class IoPagetable:
                 if first_domain:
                     area.pages.pin(area.index, area.last_index)
                 try:
-                    domain.map_range(area.iova, area, area.start_byte, area.length)
+                    domain.map_range(
+                        area.iova,
+                        area.pages,
+                        area.start_byte,
+                        area.length,
+                        area.iommu_prot,
+                        self.disable_large_pages,
+                    )
                 except OSError:
                     if first_domain:
                         area.pages.unpin(area.index, area.last_index)

@@ -10,6 +10,8 @@ import errno
 import os
 from typing import Protocol
 
+from ioasid.hw.iommu import IommuUnit
+from ioasid.hw.memory import PhysMap
 from ioasid.kernel.errors import fail
 from ioasid.kernel.process import MmStruct, Processes
 
@@ -28,6 +30,10 @@ class Kernel:
     def __init__(self) -> None:
         self.processes = Processes()
         self.files: dict[int, File] = {}
+        self.phys = PhysMap()
+        self.mock_units: dict[tuple[bool, bool], IommuUnit] = {}
+        """The selftest mock IOMMU, one unit per (NO_DIRTY, PASID) device kind."""
+        self.mock_dev_ida = 0
         self.test_memory_limit = 65536
         """``iommufd_test_memory_limit``: the mock driver's batch memory limit."""
 

@@ -9,33 +9,38 @@ pages, aperture ``[MOCK_APERTURE_START, MOCK_APERTURE_LAST]``). Other ops answer
 from __future__ import annotations
 
 import errno
+from typing import TYPE_CHECKING
 
 from ioasid import uapi
-from ioasid.hw.memory import PAGE_SIZE
+from ioasid.hw.iommu import Driver, IommuCaps, IommuUnit
+from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace
 from ioasid.kernel.device import Device, IommuDriver
 from ioasid.kernel.errors import fail
-from ioasid.kernel.hw_pagetable import IommuDomain
+from ioasid.kernel.hw_pagetable import HwptPaging
 from ioasid.kernel.ioas import get_ioas
 from ioasid.kernel.main import Ucmd
 from ioasid.kernel.objects import IommufdObject, ObjType
 from ioasid.kernel.pages import ULONG_MAX
 
-MOCK_PGSIZE_BITMAP = ULONG_MAX & ~(uapi.MOCK_PAGE_SIZE - 1)
+if TYPE_CHECKING:
+    from ioasid.kernel.machine import Kernel
 
 
 class MockDriver(IommuDriver):
     """``mock_ops``: the selftest IOMMU driver of one mock device (``dev_flags``)."""
 
-    def __init__(self, dev_flags: int = 0) -> None:
+    def __init__(self, kernel: Kernel, dev_flags: int = 0) -> None:
+        no_dirty = bool(dev_flags & uapi.MOCK_FLAGS_DEVICE_NO_DIRTY)
+        pasid = bool(dev_flags & uapi.MOCK_FLAGS_DEVICE_PASID)
+        key = (no_dirty, pasid)
+        unit = kernel.mock_units.get(key)
+        if unit is None:
+            caps = IommuCaps.mock(dirty_tracking=not no_dirty, max_pasid_log2=20 if pasid else 0)
+            unit = kernel.mock_units[key] = IommuUnit(caps, "mock_iommu")
+        kernel.mock_dev_ida += 1
+        super().__init__(kernel, unit, kernel.mock_dev_ida)
         self.dev_flags = dev_flags
-        self.max_pasids = 1 << 20 if dev_flags & uapi.MOCK_FLAGS_DEVICE_PASID else 0
-
-    def domain_alloc_paging(self, flags: int) -> IommuDomain:
-        """``mock_domain_alloc_pgtable`` (MOCK_IOMMUPT_DEFAULT)."""
-        supported = uapi.IOMMU_HWPT_ALLOC_NEST_PARENT | uapi.IOMMU_HWPT_ALLOC_PASID
-        if flags & ~supported:
-            fail(errno.EOPNOTSUPP, f"mock IOMMU: HWPT flags {flags & ~supported:#x} not simulated")
-        return IommuDomain(MOCK_PGSIZE_BITMAP, uapi.MOCK_APERTURE_START, uapi.MOCK_APERTURE_LAST)
+        self.max_pasids = 1 << 20 if pasid else 0
 
     def hw_info(self, in_type: int) -> tuple[bytes, int]:
         """``mock_domain_hw_info``."""
@@ -111,7 +116,7 @@ def mock_domain_cmd(ucmd: Ucmd) -> int:
         dev_flags = cmd.mock_domain_flags.dev_flags
     sobj = ictx.objects.alloc(SelftestObj())
     try:
-        sobj.idev = Device.bind(ictx, MockDriver(dev_flags))
+        sobj.idev = Device.bind(ictx, MockDriver(ictx.kernel, dev_flags))
         pt_id = sobj.idev.attach(cmd.id)
         cmd.mock_domain.out_hwpt_id = pt_id
         cmd.mock_domain.out_stdev_id = sobj.id
@@ -135,6 +140,44 @@ def mock_domain_replace(ucmd: Ucmd) -> int:
     return 0
 
 
+def get_md_pagetable(ucmd: Ucmd, hwpt_id: int) -> HwptPaging:
+    """``get_md_pagetable``: a HWPT_PAGING (ENOENT) whose domain is the mock driver's
+    (EINVAL)."""
+    hwpt = ucmd.ictx.objects.get(hwpt_id, HwptPaging, "HWPT_PAGING")
+    if hwpt.domain.hw.driver is not Driver.MOCK:
+        fail(errno.EINVAL, f"HWPT {hwpt_id} is not a mock IOMMU domain")
+    return hwpt
+
+
+def md_check_map(ucmd: Ucmd) -> int:
+    """``iommufd_test_md_check_pa``: every domain page of ``[iova, iova+length)`` must
+    translate to the physical page behind ``uptr`` at the same offset (EINVAL otherwise);
+    iova/length/uptr not multiples of the domain's smallest page → EINVAL."""
+    cmd = ucmd.cmd
+    hwpt = get_md_pagetable(ucmd, cmd.id)
+    iova, length, uptr = cmd.check_map.iova, cmd.check_map.length, cmd.check_map.uptr
+    page_size = hwpt.domain.pgsize_bitmap & -hwpt.domain.pgsize_bitmap
+    if iova % page_size or length % page_size or uptr % page_size or uptr + length > ULONG_MAX:
+        fail(errno.EINVAL, f"MD_CHECK_MAP: iova/length/uptr not multiples of {page_size:#x}")
+    kernel = ucmd.ictx.kernel
+    aspace = kernel.processes.current.mm.aspace
+    aspace.check_pinnable(uptr, length, False)
+    assert isinstance(aspace, SelfAddressSpace)
+    while length:
+        runs = kernel.phys.pin_user(aspace, uptr, 1)
+        expected = runs[0][1] * PAGE_SIZE + uptr % PAGE_SIZE
+        io_phys = hwpt.domain.iova_to_phys(iova)
+        if io_phys != expected:
+            got = "nothing" if io_phys is None else f"{io_phys:#x}"
+            fail(
+                errno.EINVAL,
+                f"MD_CHECK_MAP: iova {iova:#x} translates to {got}, the page at uptr "
+                f"{uptr:#x} is {expected:#x}",
+            )
+        iova, uptr, length = iova + page_size, uptr + page_size, length - page_size
+    return 0
+
+
 def set_temp_memory_limit(ucmd: Ucmd) -> int:
     limit = ucmd.cmd.memory_limit.limit
     if limit < 8 + 4:
@@ -152,6 +195,8 @@ def iommufd_test(ucmd: Ucmd) -> int:
         return mock_domain_cmd(ucmd)
     if op == uapi.IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE:
         return mock_domain_replace(ucmd)
+    if op == uapi.IOMMU_TEST_OP_MD_CHECK_MAP:
+        return md_check_map(ucmd)
     if op == uapi.IOMMU_TEST_OP_MD_CHECK_REFS:
         return md_check_refs(ucmd)
     if op == uapi.IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:

@@ -18,7 +18,9 @@ import errno
 import os
 from enum import IntEnum
 
-from ioasid.hw.memory import PAGE_SIZE
+from sortedcontainers import SortedDict
+
+from ioasid.hw.memory import PAGE_SIZE, PhysMap, SelfAddressSpace
 from ioasid.kernel.errors import fail
 from ioasid.kernel.process import CAP_IPC_LOCK, MmStruct, Task, UserStruct
 from ioasid.kernel.rangecount import RangeCount
@@ -79,6 +81,8 @@ class IoptPages:
         self.source_user = task.user
         self.pin_mm = task.mm
         self.pins = RangeCount()
+        self._pfns: SortedDict = SortedDict()
+        """Page index → (last index, first pfn): the frames behind pinned pages."""
         self.npinned = 0
         self.last_npinned = 0
         self.kref = 1
@@ -165,6 +169,62 @@ class IoptPages:
             self.npinned -= gone
             self.update_pinned(gone, inc=False)
             self._pin_pfns(runs, -1)
+
+    def phys_runs(self, phys: PhysMap, start_byte: int, length: int) -> list[tuple[int, int]]:
+        """``(pa, nbytes)`` physically contiguous runs behind ``[start_byte, +length)``."""
+        first, last = start_byte // PAGE_SIZE, (start_byte + length - 1) // PAGE_SIZE
+        runs = self._frames(phys, first, last)
+        out: list[tuple[int, int]] = []
+        pos, end = start_byte, start_byte + length
+        for index, pfn, n in runs:
+            run_end = min((index + n) * PAGE_SIZE, end)
+            pa = pfn * PAGE_SIZE + (pos - index * PAGE_SIZE)
+            if out and out[-1][0] + out[-1][1] == pa:
+                out[-1] = (out[-1][0], out[-1][1] + run_end - pos)
+            else:
+                out.append((pa, run_end - pos))
+            pos = run_end
+        return out
+
+    def _frames(self, phys: PhysMap, first: int, last: int) -> list[tuple[int, int, int]]:
+        """``(index, pfn, n)`` for pages ``[first, last]``, resolved once and remembered."""
+        out: list[tuple[int, int, int]] = []
+        cur = first
+        idx = max(self._pfns.bisect_right(first) - 1, 0)
+        for start in list(self._pfns.keys()[idx:]):
+            rlast, pfn = self._pfns[start]
+            if rlast < cur:
+                continue
+            if start > cur:
+                break
+            take = min(rlast, last)
+            out.append((cur, pfn + cur - start, take - cur + 1))
+            cur = take + 1
+            if cur > last:
+                return out
+        if cur <= last:
+            if self.type == AddressType.USER:
+                aspace = self.pin_mm.aspace
+                assert isinstance(aspace, SelfAddressSpace)
+                base = self.uptr // PAGE_SIZE
+                fresh = [
+                    (vp - base, pfn, n)
+                    for vp, pfn, n in phys.pin_user(
+                        aspace, self.uptr + cur * PAGE_SIZE, (last - cur + 1) * PAGE_SIZE
+                    )
+                ]
+            else:
+                base = self.start // PAGE_SIZE
+                fresh = [
+                    (fp - base, pfn, n)
+                    for fp, pfn, n in phys.pin_file(
+                        self.file_fd, self.start + cur * PAGE_SIZE, (last - cur + 1) * PAGE_SIZE
+                    )
+                ]
+            for index, pfn, n in fresh:
+                self._pfns[index] = (index + n - 1, pfn)
+            out.extend(fresh)
+        return out
 
     def _pin_pfns(self, runs: list[tuple[int, int]], delta: int) -> None:
         """The physical pins (``page_ref_count``) on the mapper's pages, as MD_CHECK_REFS sees."""
