@@ -9,6 +9,26 @@
 
 __version__ = "0.1.0"
 
-from ioasid.api import Buffer, Ioas, Iommufd, IommufdError, IovaRange, IovaRanges, memfd
+from ioasid.api import (
+    Buffer,
+    Device,
+    HwPagetable,
+    Ioas,
+    Iommufd,
+    IommufdError,
+    IovaRange,
+    IovaRanges,
+    memfd,
+)
 
-__all__ = ["Buffer", "Ioas", "Iommufd", "IommufdError", "IovaRange", "IovaRanges", "memfd"]
+__all__ = [
+    "Buffer",
+    "Device",
+    "HwPagetable",
+    "Ioas",
+    "Iommufd",
+    "IommufdError",
+    "IovaRange",
+    "IovaRanges",
+    "memfd",
+]

@@ -282,16 +282,17 @@ class IoasMachine(RuleBasedStateMachine):
         if fixed and dst.overlaps(dst_iova, dst_iova + length - 1):
             assert err == errno.EEXIST
             return
-        if flags & W and not all(p[2].writable for p in pieces):
-            assert err == errno.EPERM
-            return
         hint = pieces[0][2].va + (first - pieces[0][3])
         if not fixed and auto_align(hint, length) < dst.alignment:
             assert err == errno.EINVAL
             return
-        if any((p[2].va + p[0] - p[3]) % PAGE % dst.alignment for p in pieces):
-            assert err == errno.EINVAL
-            return
+        for pfirst, _, a, a_iova in pieces:  # iopt_insert_area, piece by piece
+            if flags & W and not a.writable:
+                assert err == errno.EPERM
+                return
+            if (a.va + pfirst - a_iova) % PAGE % dst.alignment:
+                assert err == errno.EINVAL
+                return
         if err == errno.ENOSPC and not fixed and dst.allowed:
             return
         assert err == 0, errno.errorcode.get(err)

@@ -1,9 +1,9 @@
 """``FIXTURE(iommufd_ioas)`` of ``tools/testing/selftests/iommu/iommufd.c`` (Linux 7.3).
 
-Ported here: variant ``no_domain`` (no mock device), every test that needs no access object
-and no fork (see ``LEFT.md`` for the rest). The bodies keep the C test's device branches
-where they are short, so adding the ``mock_domain`` / ``two_mock_domain`` /
-``mock_domain_limit`` variants is a matter of registering them.
+Ported here: every variant (``no_domain``, ``mock_domain``, ``two_mock_domain``,
+``mock_domain_limit``), every test that needs no access object and no fork; the access and
+fork tests are in ``test_iommufd_ioas_access.py`` (they reuse :class:`IommufdIoas` and
+``VARIANTS``), the dmabuf tests fail on the 7.3 kernel itself (see ``LEFT.md``).
 
 Tests are registered per variant by :func:`utils.TEST_F` as
 ``test_iommufd_ioas__<variant>__<name>``, e.g. ``test_iommufd_ioas__no_domain__area``.
@@ -26,6 +26,7 @@ from .utils import (
     PAGE_SIZE,
     SIZE_MAX,
     TEST_F,
+    UINT32_MAX,
     UINT64_MAX,
     Fixture,
     _test_cmd_add_reserved,
@@ -33,6 +34,7 @@ from .utils import (
     _test_ioctl_ioas_unmap,
     buffer,
     expect_errno,
+    fd_close,
 )
 
 pytestmark = pytest.mark.oracle
@@ -56,9 +58,13 @@ mock_domain = Variant(mock_domains=1, pasid_capable=True)
 two_mock_domain = Variant(mock_domains=2)
 mock_domain_limit = Variant(mock_domains=1, memory_limit=16)
 
-VARIANTS = {"no_domain": no_domain}
-"""The variants ported so far; ``mock_domain``, ``two_mock_domain`` and
-``mock_domain_limit`` need the mock device (see LEFT.md)."""
+VARIANTS = {
+    "no_domain": no_domain,
+    "mock_domain": mock_domain,
+    "two_mock_domain": two_mock_domain,
+    "mock_domain_limit": mock_domain_limit,
+}
+"""Every ``FIXTURE_VARIANT_ADD(iommufd_ioas, ...)`` of 7.3, in its order."""
 
 
 class IommufdIoas(Fixture):
@@ -140,7 +146,8 @@ def alloc_hwpt_nested(self: IommufdIoas) -> None:
     parent_hwpt_id = 0
 
     if self.device_id:
-        raise NotImplementedError("device branch: ported with the mock-device variants")
+        _alloc_hwpt_nested_device(self, data, nested_hwpt_id)
+        return
     self.test_err_hwpt_alloc(errno.ENOENT, self.device_id, self.ioas_id, 0)
     self.test_err_hwpt_alloc_nested(
         errno.ENOENT,
@@ -162,6 +169,264 @@ def alloc_hwpt_nested(self: IommufdIoas) -> None:
     )
     self.test_err_mock_domain_replace(errno.ENOENT, self.stdev_id, nested_hwpt_id[0])
     self.test_err_mock_domain_replace(errno.ENOENT, self.stdev_id, nested_hwpt_id[1])
+
+
+IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX = 1 << 19
+
+
+def _alloc_hwpt_nested_device(
+    self: IommufdIoas, data: uapi.iommu_hwpt_selftest, nested_hwpt_id: list[int]
+) -> None:
+    """The ``if (self->device_id)`` branch of ``alloc_hwpt_nested``."""
+    min_data_len = uapi.iommu_hwpt_selftest.offsetofend("iotlb")
+    inv_reqs = (uapi.iommu_hwpt_invalidate_selftest * 2)()
+    inv_size = ctypes.sizeof(uapi.iommu_hwpt_invalidate_selftest)
+    SELFTEST = uapi.IOMMU_HWPT_DATA_SELFTEST
+    INV_SELFTEST = uapi.IOMMU_HWPT_INVALIDATE_DATA_SELFTEST
+    DEFAULT = uapi.IOMMU_TEST_IOTLB_DEFAULT
+    size = ctypes.sizeof(data)
+
+    # Negative tests
+    self.test_err_hwpt_alloc(errno.ENOENT, self.ioas_id, self.device_id, 0)
+    self.test_err_hwpt_alloc(errno.EINVAL, self.device_id, self.device_id, 0)
+    self.test_err_hwpt_alloc(
+        errno.EOPNOTSUPP,
+        self.device_id,
+        self.ioas_id,
+        uapi.IOMMU_HWPT_ALLOC_NEST_PARENT | uapi.IOMMU_HWPT_FAULT_ID_VALID,
+    )
+
+    parent_hwpt_id = self.test_cmd_hwpt_alloc(
+        self.device_id, self.ioas_id, uapi.IOMMU_HWPT_ALLOC_NEST_PARENT
+    )
+    parent_hwpt_id_not_work = self.test_cmd_hwpt_alloc(self.device_id, self.ioas_id, 0)
+
+    # Negative nested tests
+    self.test_err_hwpt_alloc_nested(
+        errno.EINVAL, self.device_id, parent_hwpt_id, 0, uapi.IOMMU_HWPT_DATA_NONE, data, size
+    )
+    self.test_err_hwpt_alloc_nested(
+        errno.EOPNOTSUPP, self.device_id, parent_hwpt_id, 0, SELFTEST + 1, data, size
+    )
+    self.test_err_hwpt_alloc_nested(
+        errno.EINVAL, self.device_id, parent_hwpt_id, 0, SELFTEST, data, min_data_len - 1
+    )
+    self.test_err_hwpt_alloc_nested(
+        errno.EFAULT, self.device_id, parent_hwpt_id, 0, SELFTEST, None, size
+    )
+    self.test_err_hwpt_alloc_nested(
+        errno.EOPNOTSUPP,
+        self.device_id,
+        parent_hwpt_id,
+        uapi.IOMMU_HWPT_ALLOC_NEST_PARENT,
+        SELFTEST,
+        data,
+        size,
+    )
+    self.test_err_hwpt_alloc_nested(
+        errno.EINVAL, self.device_id, parent_hwpt_id_not_work, 0, SELFTEST, data, size
+    )
+
+    # Allocate two nested hwpts sharing one common parent hwpt
+    fault_id, fault_fd = self.test_ioctl_fault_alloc()
+    nested_hwpt_id[0] = self.test_cmd_hwpt_alloc_nested(
+        self.device_id, parent_hwpt_id, 0, SELFTEST, data, size
+    )
+    nested_hwpt_id[1] = self.test_cmd_hwpt_alloc_nested(
+        self.device_id, parent_hwpt_id, 0, SELFTEST, data, size
+    )
+    self.test_err_hwpt_alloc_iopf(
+        errno.ENOENT,
+        self.device_id,
+        parent_hwpt_id,
+        UINT32_MAX,
+        uapi.IOMMU_HWPT_FAULT_ID_VALID,
+        SELFTEST,
+        data,
+        size,
+    )
+    iopf_hwpt_id = self.test_cmd_hwpt_alloc_iopf(
+        self.device_id,
+        parent_hwpt_id,
+        fault_id,
+        uapi.IOMMU_HWPT_FAULT_ID_VALID,
+        SELFTEST,
+        data,
+        size,
+    )
+    self.test_cmd_hwpt_check_iotlb_all(nested_hwpt_id[0], DEFAULT)
+    self.test_cmd_hwpt_check_iotlb_all(nested_hwpt_id[1], DEFAULT)
+
+    # Negative test: a nested hwpt on top of a nested hwpt
+    self.test_err_hwpt_alloc_nested(
+        errno.EINVAL, self.device_id, nested_hwpt_id[0], 0, SELFTEST, data, size
+    )
+    # Negative test: parent hwpt now cannot be freed
+    with expect_errno(errno.EBUSY):
+        _test_ioctl_destroy(self._fd, parent_hwpt_id)
+
+    # hwpt_invalidate does not support a parent hwpt
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EINVAL, parent_hwpt_id, inv_reqs, INV_SELFTEST, inv_size, 1
+    )
+    assert not num_inv
+
+    # Check data_type by passing zero-length array
+    num_inv = self.test_cmd_hwpt_invalidate(nested_hwpt_id[0], inv_reqs, INV_SELFTEST, inv_size, 0)
+    assert not num_inv
+
+    # Negative test: Invalid data_type
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EINVAL,
+        nested_hwpt_id[0],
+        inv_reqs,
+        uapi.IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID,
+        inv_size,
+        1,
+    )
+    assert not num_inv
+
+    # Negative test: structure size sanity
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EINVAL, nested_hwpt_id[0], inv_reqs, INV_SELFTEST, inv_size + 1, 1
+    )
+    assert not num_inv
+
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EINVAL, nested_hwpt_id[0], inv_reqs, INV_SELFTEST, 1, 1
+    )
+    assert not num_inv
+
+    # Negative test: entry_len is bounded by PAGE_SIZE
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EINVAL, nested_hwpt_id[0], inv_reqs, INV_SELFTEST, PAGE_SIZE + 1, 1
+    )
+    assert not num_inv
+
+    # Negative test: entry_num is bounded
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EINVAL,
+        nested_hwpt_id[0],
+        inv_reqs,
+        INV_SELFTEST,
+        inv_size,
+        IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX + 1,
+    )
+    assert not num_inv
+
+    # Negative test: invalid flag is passed
+    inv_reqs[0].flags = 0xFFFFFFFF
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EOPNOTSUPP, nested_hwpt_id[0], inv_reqs, INV_SELFTEST, inv_size, 1
+    )
+    assert not num_inv
+
+    # Negative test: invalid data_uptr when array is not empty
+    inv_reqs[0].flags = 0
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EINVAL, nested_hwpt_id[0], None, INV_SELFTEST, inv_size, 1
+    )
+    assert not num_inv
+
+    # Negative test: invalid entry_len when array is not empty
+    inv_reqs[0].flags = 0
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EINVAL, nested_hwpt_id[0], inv_reqs, INV_SELFTEST, 0, 1
+    )
+    assert not num_inv
+
+    # Negative test: invalid iotlb_id
+    inv_reqs[0].flags = 0
+    inv_reqs[0].iotlb_id = uapi.MOCK_NESTED_DOMAIN_IOTLB_ID_MAX + 1
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EINVAL, nested_hwpt_id[0], inv_reqs, INV_SELFTEST, inv_size, 1
+    )
+    assert not num_inv
+
+    # Invalidate the 1st iotlb entry but fail the 2nd request
+    # due to invalid flags configuration in the 2nd request.
+    inv_reqs[0].flags = 0
+    inv_reqs[0].iotlb_id = 0
+    inv_reqs[1].flags = 0xFFFFFFFF
+    inv_reqs[1].iotlb_id = 1
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EOPNOTSUPP, nested_hwpt_id[0], inv_reqs, INV_SELFTEST, inv_size, 2
+    )
+    assert num_inv == 1
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 0, 0)
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 1, DEFAULT)
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 2, DEFAULT)
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 3, DEFAULT)
+
+    # Invalidate the 1st iotlb entry but fail the 2nd request
+    # due to invalid iotlb_id configuration in the 2nd request.
+    inv_reqs[0].flags = 0
+    inv_reqs[0].iotlb_id = 0
+    inv_reqs[1].flags = 0
+    inv_reqs[1].iotlb_id = uapi.MOCK_NESTED_DOMAIN_IOTLB_ID_MAX + 1
+    num_inv = self.test_err_hwpt_invalidate(
+        errno.EINVAL, nested_hwpt_id[0], inv_reqs, INV_SELFTEST, inv_size, 2
+    )
+    assert num_inv == 1
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 0, 0)
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 1, DEFAULT)
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 2, DEFAULT)
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 3, DEFAULT)
+
+    # Invalidate the 2nd iotlb entry and verify
+    inv_reqs[0].flags = 0
+    inv_reqs[0].iotlb_id = 1
+    num_inv = self.test_cmd_hwpt_invalidate(nested_hwpt_id[0], inv_reqs, INV_SELFTEST, inv_size, 1)
+    assert num_inv == 1
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 0, 0)
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 1, 0)
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 2, DEFAULT)
+    self.test_cmd_hwpt_check_iotlb(nested_hwpt_id[0], 3, DEFAULT)
+
+    # Invalidate the 3rd and 4th iotlb entries and verify
+    inv_reqs[0].flags = 0
+    inv_reqs[0].iotlb_id = 2
+    inv_reqs[1].flags = 0
+    inv_reqs[1].iotlb_id = 3
+    num_inv = self.test_cmd_hwpt_invalidate(nested_hwpt_id[0], inv_reqs, INV_SELFTEST, inv_size, 2)
+    assert num_inv == 2
+    self.test_cmd_hwpt_check_iotlb_all(nested_hwpt_id[0], 0)
+
+    # Invalidate all iotlb entries for nested_hwpt_id[1] and verify
+    inv_reqs[0].flags = uapi.IOMMU_TEST_INVALIDATE_FLAG_ALL
+    num_inv = self.test_cmd_hwpt_invalidate(nested_hwpt_id[1], inv_reqs, INV_SELFTEST, inv_size, 1)
+    assert num_inv == 1
+    self.test_cmd_hwpt_check_iotlb_all(nested_hwpt_id[1], 0)
+
+    # Attach device to nested_hwpt_id[0] that then will be busy
+    self.test_cmd_mock_domain_replace(self.stdev_id, nested_hwpt_id[0])
+    with expect_errno(errno.EBUSY):
+        _test_ioctl_destroy(self._fd, nested_hwpt_id[0])
+
+    # Switch from nested_hwpt_id[0] to nested_hwpt_id[1]
+    self.test_cmd_mock_domain_replace(self.stdev_id, nested_hwpt_id[1])
+    with expect_errno(errno.EBUSY):
+        _test_ioctl_destroy(self._fd, nested_hwpt_id[1])
+    self.test_ioctl_destroy(nested_hwpt_id[0])
+
+    # Switch from nested_hwpt_id[1] to iopf_hwpt_id
+    self.test_cmd_mock_domain_replace(self.stdev_id, iopf_hwpt_id)
+    with expect_errno(errno.EBUSY):
+        _test_ioctl_destroy(self._fd, iopf_hwpt_id)
+    # Trigger an IOPF on the device
+    self.test_cmd_trigger_iopf(self.device_id, fault_fd)
+
+    # Detach from nested_hwpt_id[1] and destroy it
+    self.test_cmd_mock_domain_replace(self.stdev_id, parent_hwpt_id)
+    self.test_ioctl_destroy(nested_hwpt_id[1])
+    self.test_ioctl_destroy(iopf_hwpt_id)
+
+    # Detach from the parent hw_pagetable and destroy it
+    self.test_cmd_mock_domain_replace(self.stdev_id, self.ioas_id)
+    self.test_ioctl_destroy(parent_hwpt_id)
+    self.test_ioctl_destroy(parent_hwpt_id_not_work)
+    fd_close(self.backend, fault_fd)
+    self.test_ioctl_destroy(fault_id)
 
 
 @iommufd_ioas
@@ -203,7 +468,40 @@ def get_hw_info(self: IommufdIoas) -> None:
     buffer_larger = _buffer_larger()
 
     if self.device_id:
-        raise NotImplementedError("device branch: ported with the mock-device variants")
+        DEFAULT = uapi.IOMMU_HW_INFO_TYPE_DEFAULT
+        exact = ctypes.sizeof(buffer_exact)
+        # Provide a zero-size user_buffer
+        self.test_cmd_get_hw_info(self.device_id, DEFAULT, None, 0)
+        # Provide a user_buffer with exact size
+        self.test_cmd_get_hw_info(self.device_id, DEFAULT, buffer_exact, exact)
+
+        # Request for a wrong data_type, and a correct one
+        self.test_err_get_hw_info(
+            errno.EOPNOTSUPP,
+            self.device_id,
+            uapi.IOMMU_HW_INFO_TYPE_SELFTEST + 1,
+            buffer_exact,
+            exact,
+        )
+        self.test_cmd_get_hw_info(
+            self.device_id, uapi.IOMMU_HW_INFO_TYPE_SELFTEST, buffer_exact, exact
+        )
+        # Provide a user_buffer with size larger than the exact size to check if
+        # kernel zero the trailing bytes.
+        self.test_cmd_get_hw_info(
+            self.device_id, DEFAULT, buffer_larger, ctypes.sizeof(buffer_larger)
+        )
+        # Provide a user_buffer with size smaller than the exact size to check if
+        # the fields within the size range still gets updated.
+        self.test_cmd_get_hw_info(
+            self.device_id, DEFAULT, buffer_exact, uapi.iommu_test_hw_info.offsetofend("flags")
+        )
+        max_pasid = self.test_cmd_get_hw_info_pasid(self.device_id)
+        assert max_pasid == 0
+        if self.variant.pasid_capable:
+            max_pasid = self.test_cmd_get_hw_info_pasid(self.device_pasid_id)
+            assert max_pasid == uapi.MOCK_PASID_WIDTH
+        return
     self.test_err_get_hw_info(
         errno.ENOENT,
         self.device_id,

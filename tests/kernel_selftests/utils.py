@@ -98,6 +98,41 @@ def memfd_mmap(length: int, prot: int, flags: int) -> tuple[mmap.mmap, int]:
     return mem, fd
 
 
+MAP_HUGETLB = 0x40000
+MAP_POPULATE = 0x8000
+MAP_FAILED = -1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+
+
+def libc_mmap(length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
+    """``mmap(0, length, prot, flags, fd, offset)``: the address, or ``MAP_FAILED`` (-1)
+    with ``ctypes.get_errno()`` set. Unlike :mod:`mmap`, the mapping can be partly
+    ``munmap``-ed, as the C tests do."""
+    addr = _libc.mmap(None, length, prot, flags, fd, offset)
+    return MAP_FAILED if addr in (None, ctypes.c_void_p(-1).value) else int(addr)
+
+
+def libc_munmap(addr: int, length: int) -> int:
+    """``munmap(addr, length)``: 0, or -1 with ``ctypes.get_errno()`` set."""
+    return int(_libc.munmap(addr, length))
+
+
+def libc_memset(addr: int, value: int, length: int) -> None:
+    _libc.memset(addr, value, length)
+
+
 _buffer_region, buffer = _setup_buffer()
 buffer_mem: memoryview = memoryview(_buffer_region)[
     buffer - _addressof(_buffer_region) : buffer - _addressof(_buffer_region) + BUFFER_SIZE
@@ -349,6 +384,118 @@ def _test_cmd_get_hw_info(
     return int(cmd.out_capabilities), int(cmd.out_max_pasid_log2)
 
 
+def _test_cmd_hwpt_invalidate(
+    fd: Handle, hwpt_id: int, reqs: Any, data_type: int, lreq: int, nreqs: int
+) -> tuple[int, int]:
+    """``_test_cmd_hwpt_invalidate``: ``reqs`` is a ctypes object or ``None`` (NULL). Returns
+    (errno or 0, ``entry_num`` the kernel wrote back — written even on failure)."""
+    cmd = uapi.iommu_hwpt_invalidate(
+        size=ctypes.sizeof(uapi.iommu_hwpt_invalidate),
+        hwpt_id=hwpt_id,
+        data_type=data_type,
+        data_uptr=addressof(reqs),
+        entry_len=lreq,
+        entry_num=nreqs,
+    )
+    try:
+        ioctl(fd, uapi.IOMMU_HWPT_INVALIDATE, cmd)
+    except OSError as e:
+        return e.errno or 0, int(cmd.entry_num)
+    return 0, int(cmd.entry_num)
+
+
+def _test_cmd_hwpt_check_iotlb(fd: Handle, hwpt_id: int, iotlb_id: int, expected: int) -> int:
+    cmd = uapi.iommu_test_cmd(size=ctypes.sizeof(uapi.iommu_test_cmd))
+    cmd.op = uapi.IOMMU_TEST_OP_MD_CHECK_IOTLB
+    cmd.id = hwpt_id
+    cmd.check_iotlb.id = iotlb_id
+    cmd.check_iotlb.iotlb = expected
+    return ioctl(fd, uapi.IOMMU_TEST_CMD, cmd)
+
+
+def _test_ioctl_fault_alloc(fd: Handle) -> tuple[int, int]:
+    """Returns (out_fault_id, out_fault_fd)."""
+    cmd = uapi.iommu_fault_alloc(size=ctypes.sizeof(uapi.iommu_fault_alloc))
+    ioctl(fd, uapi.IOMMU_FAULT_QUEUE_ALLOC, cmd)
+    return int(cmd.out_fault_id), int(cmd.out_fault_fd)
+
+
+# A file descriptor the kernel hands out (fault queue, access object): read(2), write(2) and
+# close(2) on it. The sim backend's kernel keeps such files in ``kernel().files`` under a real
+# fd number; a real kernel's are plain fds.
+
+
+def _kernel_file(backend: ModuleType, fd: int) -> Any:
+    kernel = getattr(backend, "kernel", None)
+    return None if kernel is None else kernel().files.get(fd)
+
+
+def fd_read(backend: ModuleType, fd: int, n: int) -> bytes:
+    """``read(fd, buf, n)``."""
+    f = _kernel_file(backend, fd)
+    return os.read(fd, n) if f is None else bytes(f.read(n))
+
+
+def fd_write(backend: ModuleType, fd: int, data: bytes) -> int:
+    """``write(fd, data, len)``."""
+    f = _kernel_file(backend, fd)
+    return os.write(fd, data) if f is None else int(f.write(data))
+
+
+def fd_close(backend: ModuleType, fd: int) -> None:
+    """``close(fd)``."""
+    f = _kernel_file(backend, fd)
+    if f is not None:
+        backend.kernel().files.pop(fd, None)
+    os.close(fd)
+    if f is not None:
+        f.release()
+
+
+def _test_cmd_trigger_iopf(
+    fd: Handle, backend: ModuleType, device_id: int, pasid: int, fault_fd: int
+) -> None:
+    """``_test_cmd_trigger_iopf``: TRIGGER_IOPF, read the fault from ``fault_fd``, answer it
+    with SUCCESS. A short read/write is the C helper's -EIO: an assertion here."""
+    cmd = uapi.iommu_test_cmd(size=ctypes.sizeof(uapi.iommu_test_cmd))
+    cmd.op = uapi.IOMMU_TEST_OP_TRIGGER_IOPF
+    cmd.trigger_iopf.dev_id = device_id
+    cmd.trigger_iopf.pasid = pasid
+    cmd.trigger_iopf.grpid = 0x2
+    cmd.trigger_iopf.perm = uapi.IOMMU_PGFAULT_PERM_READ | uapi.IOMMU_PGFAULT_PERM_WRITE
+    cmd.trigger_iopf.addr = 0xDEADBEAF
+    ioctl(fd, uapi.IOMMU_TEST_CMD, cmd)
+    raw = fd_read(backend, fault_fd, ctypes.sizeof(uapi.iommu_hwpt_pgfault))
+    assert len(raw) > 0, "read of the fault fd returned nothing (-EIO)"
+    fault = uapi.iommu_hwpt_pgfault.from_buffer_copy(
+        raw.ljust(ctypes.sizeof(uapi.iommu_hwpt_pgfault), b"\0")
+    )
+    response = uapi.iommu_hwpt_page_response(
+        code=uapi.IOMMUFD_PAGE_RESP_SUCCESS, cookie=fault.cookie
+    )
+    assert fd_write(backend, fault_fd, bytes(response)) > 0, "write of the response (-EIO)"
+
+
+def _test_cmd_pasid_op(fd: Handle, op: int, stdev_id: int, pasid: int, pt_id: int = 0) -> int:
+    """``_test_cmd_pasid_attach`` / ``_replace`` / ``_detach`` / ``test_cmd_pasid_check_hwpt``
+    (for CHECK_HWPT ``pt_id`` is the ``hwpt_id``; 0 checks that nothing is attached)."""
+    cmd = uapi.iommu_test_cmd(size=ctypes.sizeof(uapi.iommu_test_cmd))
+    cmd.op = op
+    cmd.id = stdev_id
+    if op == uapi.IOMMU_TEST_OP_PASID_CHECK_HWPT:
+        cmd.pasid_check.pasid = pasid
+        cmd.pasid_check.hwpt_id = pt_id
+    else:
+        cmd.pasid_attach.pasid = pasid
+        cmd.pasid_attach.pt_id = pt_id
+    return ioctl(fd, uapi.IOMMU_TEST_CMD, cmd)
+
+
+def test_cmd_pasid_check_hwpt(fd: Handle, stdev_id: int, pasid: int, hwpt_id: int) -> int:
+    """``test_cmd_pasid_check_hwpt()``: returns 0, or raises with the errno."""
+    return _test_cmd_pasid_op(fd, uapi.IOMMU_TEST_OP_PASID_CHECK_HWPT, stdev_id, pasid, hwpt_id)
+
+
 # --- the fixture: self->fd, self->ioas_id and the macros that use them -------------------------
 
 
@@ -471,6 +618,141 @@ class Fixture:
     def test_err_mock_domain_replace(self, err: int, stdev_id: int, pt_id: int) -> None:
         with expect_errno(err):
             _test_cmd_mock_domain_replace(self._fd, stdev_id, pt_id)
+
+    def test_cmd_mock_domain_replace(self, stdev_id: int, pt_id: int) -> int:
+        return _test_cmd_mock_domain_replace(self._fd, stdev_id, pt_id)
+
+    def test_cmd_hwpt_alloc(self, device_id: int, pt_id: int, flags: int) -> int:
+        """Returns the new hwpt_id."""
+        return _test_cmd_hwpt_alloc(
+            self._fd, device_id, pt_id, 0, flags, uapi.IOMMU_HWPT_DATA_NONE, 0, 0
+        )
+
+    def test_cmd_hwpt_alloc_iommupt(
+        self, device_id: int, pt_id: int, flags: int, iommupt_type: int
+    ) -> int:
+        user_cfg = uapi.iommu_hwpt_selftest(pagetable_type=iommupt_type)
+        return _test_cmd_hwpt_alloc(
+            self._fd,
+            device_id,
+            pt_id,
+            0,
+            flags,
+            uapi.IOMMU_HWPT_DATA_SELFTEST,
+            addressof(user_cfg),
+            ctypes.sizeof(user_cfg),
+        )
+
+    def test_cmd_hwpt_alloc_nested(
+        self, device_id: int, pt_id: int, flags: int, data_type: int, data: Any, data_len: int
+    ) -> int:
+        return _test_cmd_hwpt_alloc(
+            self._fd, device_id, pt_id, 0, flags, data_type, addressof(data), data_len
+        )
+
+    def test_cmd_hwpt_alloc_iopf(
+        self,
+        device_id: int,
+        pt_id: int,
+        fault_id: int,
+        flags: int,
+        data_type: int,
+        data: Any,
+        data_len: int,
+    ) -> int:
+        return _test_cmd_hwpt_alloc(
+            self._fd, device_id, pt_id, fault_id, flags, data_type, addressof(data), data_len
+        )
+
+    def test_err_hwpt_alloc_iopf(
+        self,
+        err: int,
+        device_id: int,
+        pt_id: int,
+        fault_id: int,
+        flags: int,
+        data_type: int,
+        data: Any,
+        data_len: int,
+    ) -> None:
+        with expect_errno(err):
+            _test_cmd_hwpt_alloc(
+                self._fd, device_id, pt_id, fault_id, flags, data_type, addressof(data), data_len
+            )
+
+    def test_cmd_hwpt_check_iotlb(self, hwpt_id: int, iotlb_id: int, expected: int) -> None:
+        assert _test_cmd_hwpt_check_iotlb(self._fd, hwpt_id, iotlb_id, expected) == 0
+
+    def test_cmd_hwpt_check_iotlb_all(self, hwpt_id: int, expected: int) -> None:
+        for i in range(uapi.MOCK_NESTED_DOMAIN_IOTLB_NUM):
+            self.test_cmd_hwpt_check_iotlb(hwpt_id, i, expected)
+
+    def test_cmd_hwpt_invalidate(
+        self, hwpt_id: int, reqs: Any, data_type: int, lreq: int, nreqs: int
+    ) -> int:
+        """Returns the ``entry_num`` written back."""
+        err, num = _test_cmd_hwpt_invalidate(self._fd, hwpt_id, reqs, data_type, lreq, nreqs)
+        assert err == 0, f"IOMMU_HWPT_INVALIDATE failed: {errno.errorcode.get(err, err)}"
+        return num
+
+    def test_err_hwpt_invalidate(
+        self, expected: int, hwpt_id: int, reqs: Any, data_type: int, lreq: int, nreqs: int
+    ) -> int:
+        """Returns the ``entry_num`` written back."""
+        err, num = _test_cmd_hwpt_invalidate(self._fd, hwpt_id, reqs, data_type, lreq, nreqs)
+        assert err == expected, (
+            f"expected errno {errno.errorcode.get(expected, expected)}, got "
+            f"{errno.errorcode.get(err, err) if err else 'success'}"
+        )
+        return num
+
+    def test_ioctl_fault_alloc(self) -> tuple[int, int]:
+        """Returns (fault_id, fault_fd)."""
+        fault_id, fault_fd = _test_ioctl_fault_alloc(self._fd)
+        assert fault_id != 0
+        return fault_id, fault_fd
+
+    def test_cmd_trigger_iopf(self, device_id: int, fault_fd: int) -> None:
+        _test_cmd_trigger_iopf(self._fd, self.backend, device_id, 0x1, fault_fd)
+
+    def test_cmd_trigger_iopf_pasid(self, device_id: int, pasid: int, fault_fd: int) -> None:
+        _test_cmd_trigger_iopf(self._fd, self.backend, device_id, pasid, fault_fd)
+
+    def test_cmd_get_hw_info(
+        self, device_id: int, data_type: int, data: Any, data_len: int
+    ) -> None:
+        _test_cmd_get_hw_info(self._fd, device_id, data_type, data, data_len)
+
+    def test_cmd_get_hw_info_pasid(self, device_id: int) -> int:
+        """Returns ``out_max_pasid_log2``."""
+        return _test_cmd_get_hw_info(self._fd, device_id, uapi.IOMMU_HW_INFO_TYPE_DEFAULT, None, 0)[
+            1
+        ]
+
+    def test_cmd_get_hw_capabilities(self, device_id: int) -> int:
+        return _test_cmd_get_hw_info(self._fd, device_id, uapi.IOMMU_HW_INFO_TYPE_DEFAULT, None, 0)[
+            0
+        ]
+
+    # PASID (self->stdev_id)
+    def test_cmd_pasid_attach(self, pasid: int, hwpt_id: int) -> None:
+        _test_cmd_pasid_op(self._fd, uapi.IOMMU_TEST_OP_PASID_ATTACH, self.stdev_id, pasid, hwpt_id)
+
+    def test_err_pasid_attach(self, err: int, pasid: int, hwpt_id: int) -> None:
+        with expect_errno(err):
+            self.test_cmd_pasid_attach(pasid, hwpt_id)
+
+    def test_cmd_pasid_replace(self, pasid: int, hwpt_id: int) -> None:
+        _test_cmd_pasid_op(
+            self._fd, uapi.IOMMU_TEST_OP_PASID_REPLACE, self.stdev_id, pasid, hwpt_id
+        )
+
+    def test_err_pasid_replace(self, err: int, pasid: int, hwpt_id: int) -> None:
+        with expect_errno(err):
+            self.test_cmd_pasid_replace(pasid, hwpt_id)
+
+    def test_cmd_pasid_detach(self, pasid: int) -> None:
+        _test_cmd_pasid_op(self._fd, uapi.IOMMU_TEST_OP_PASID_DETACH, self.stdev_id, pasid)
 
     def test_err_hwpt_alloc(self, err: int, device_id: int, pt_id: int, flags: int) -> None:
         with expect_errno(err):

@@ -334,8 +334,10 @@ def test_alias_quirk_devfn_sets(vid: int, did: int, devfns: set[int]) -> None:
 def test_alias_loop_is_guarded_by_devfn_bitmap() -> None:
     # IVRS-style aliases declared both ways between two multifunction devices
     t = topo(rp("00:01.0"),
-             ep("01:00.0", "00:01.0", multifunction=True, acs=ZERO, dma_alias_devfns=frozenset({8})),
-             ep("01:01.0", "00:01.0", multifunction=True, acs=ZERO, dma_alias_devfns=frozenset({0})),
+             ep("01:00.0", "00:01.0", multifunction=True, acs=ZERO,
+                dma_alias_devfns=frozenset({8})),
+             ep("01:01.0", "00:01.0", multifunction=True, acs=ZERO,
+                dma_alias_devfns=frozenset({0})),
              ep("01:01.1", "00:01.0", multifunction=True))
     gr = group(t)
     assert gr.partition() == part(["00:01.0"], ["01:00.0", "01:01.0"], ["01:01.1"])
@@ -364,3 +366,15 @@ def test_topology_rejects_contradictions() -> None:
         topo(ep("01:00.0", "00:09.0"))
     with pytest.raises(TopologyError, match="virtfn"):
         topo(rp("00:01.0"), ep("01:00.0", "00:01.0"), ep("05:00.0", "00:01.0"))
+
+
+def test_functions_above_zero_are_multifunction_whatever_the_header_says() -> None:
+    # pci_scan_slot(): "if (fn > 0) dev->multifunction = 1" (QEMU leaves fn 1's bit clear)
+    t = topo(rp("00:01.0"), ep("01:00.0", "00:01.0", multifunction=True),
+             ep("01:00.1", "00:01.0", multifunction=False))
+    assert t[B("01:00.1")].multifunction
+    assert same(group(t), "01:00.0", "01:00.1")
+    # VFs stay single-function (pci_iov_add_virtfn: virtfn->multifunction = 0)
+    t2 = topo(rp("00:01.0"), ep("01:00.0", "00:01.0"),
+              ep("01:00.1", "00:01.0", is_virtfn=True, physfn=B("01:00.0")))
+    assert not t2[B("01:00.1")].multifunction

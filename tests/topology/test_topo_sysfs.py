@@ -85,14 +85,14 @@ def _host(tmp_path: Path) -> Sysfs:
     rp = ["0000:00:01.0"]
     s.add(rp, config(0x8086, 0x2030, 0x060400, ptype="rp", acs=(0x5F, 0x1D), sec=1),
           driver="pcieport", group=1)
-    s.add(rp + ["0000:01:00.0"], config(0x10B5, 0x8747, 0x060400, ptype="usp", sec=2),
+    s.add([*rp, "0000:01:00.0"], config(0x10B5, 0x8747, 0x060400, ptype="usp", sec=2),
           driver="pcieport", group=4)
-    s.add(rp + ["0000:01:00.0", "0000:02:08.0"],
+    s.add([*rp, "0000:01:00.0", "0000:02:08.0"],
           config(0x10B5, 0x8747, 0x060400, ptype="dsp", sec=3), group=5)
-    s.add(rp + ["0000:01:00.0", "0000:02:08.0", "0000:03:00.0"],
+    s.add([*rp, "0000:01:00.0", "0000:02:08.0", "0000:03:00.0"],
           config(0x10DE, 0x1EB8, 0x030200, ptype="ep", mf=True, pasid=True), driver="vfio-pci",
           group=5)
-    s.add(rp + ["0000:01:00.0", "0000:02:08.0", "0000:03:00.1"],
+    s.add([*rp, "0000:01:00.0", "0000:02:08.0", "0000:03:00.1"],
           config(0x10DE, 0x10F8, 0x040300, ptype="ep", mf=True), driver="snd_hda_intel",
           group=5)
     s.add(["0000:00:02.0"], config(0x8086, 0x2031, 0x060400, ptype="rp", acs=(0x5F, 0x1D),

@@ -33,6 +33,12 @@ class LinuxHandle:
     def write(self, data: bytes) -> int:
         return os.write(self.fileno(), data)
 
+    def pread(self, n: int, offset: int) -> bytes:
+        return os.pread(self.fileno(), n, offset)
+
+    def pwrite(self, data: bytes, offset: int) -> int:
+        return os.pwrite(self.fileno(), data, offset)
+
     def close(self) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1

@@ -66,6 +66,18 @@ class SimHandle:
     def write(self, data: bytes) -> int:
         raise OSError(22, f"{self.path}: write is not supported")
 
+    def pread(self, n: int, offset: int) -> bytes:
+        pread = getattr(self.file, "pread", None)
+        if pread is None:
+            raise OSError(22, f"{self.path}: pread is not supported")
+        return bytes(pread(n, offset))
+
+    def pwrite(self, data: bytes, offset: int) -> int:
+        pwrite = getattr(self.file, "pwrite", None)
+        if pwrite is None:
+            raise OSError(22, f"{self.path}: pwrite is not supported")
+        return int(pwrite(data, offset))
+
     def close(self) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
@@ -92,6 +104,7 @@ class SimHandle:
 
 
 def open(path: str = "/dev/iommu", flags: int = os.O_RDWR) -> SimHandle:
-    """Open a device node of the simulated host (``/dev/iommu``, ``/dev/vfio/vfio``)."""
+    """Open a device node of the simulated host (``/dev/iommu``, ``/dev/vfio/vfio``,
+    ``/dev/vfio/devices/vfioN``)."""
     k = kernel()
     return SimHandle(path, k, k.open(path))

@@ -41,15 +41,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--topology", metavar="FILE", help="topology file (YAML or JSON)")
     src.add_argument("--sysfs", metavar="ROOT", help="sysfs root to read (default: /sys)")
-    src.add_argument("--default-host", action="store_true",
-                     help="use the embedded default host topology")
+    src.add_argument(
+        "--default-host", action="store_true", help="use the embedded default host topology"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--explain", metavar="BDF", action="append", default=[],
-                   help="explain one device's group: path, missing ACS bits, quirks, aliases")
-    p.add_argument("--acs-override", metavar="OPTS",
-                   help="what-if pcie_acs_override=OPTS (downstream,multifunction,id:vvvv:dddd)")
-    p.add_argument("--disable-acs-redir", metavar="DEVS",
-                   help="as pci=disable_acs_redir=DEVS (';'-separated, bdf or pci:vvvv:dddd)")
+    p.add_argument(
+        "--explain",
+        metavar="BDF",
+        action="append",
+        default=[],
+        help="explain one device's group: path, missing ACS bits, quirks, aliases",
+    )
+    p.add_argument(
+        "--acs-override",
+        metavar="OPTS",
+        help="what-if pcie_acs_override=OPTS (downstream,multifunction,id:vvvv:dddd)",
+    )
+    p.add_argument(
+        "--disable-acs-redir",
+        metavar="DEVS",
+        help="as pci=disable_acs_redir=DEVS (';'-separated, bdf or pci:vvvv:dddd)",
+    )
     p.add_argument("--no-p2p", action="store_true", help="skip the peer-to-peer audit")
     p.add_argument("--no-color", action="store_true", help="plain output")
     p.set_defaults(func=run)
@@ -104,8 +116,10 @@ def _print_tree(data: dict[str, Any], topo: Topology, *, plain: bool) -> None:
     from rich.tree import Tree
 
     console = Console(no_color=plain, highlight=False, soft_wrap=False)
-    root = Tree(f"[bold]IOMMU groups[/] of {escape(str(data['source']))}"
-                + (" [yellow](partial data)[/]" if data["partial"] else ""))
+    root = Tree(
+        f"[bold]IOMMU groups[/] of {escape(str(data['source']))}"
+        + (" [yellow](partial data)[/]" if data["partial"] else "")
+    )
     for g in data["groups"]:
         mark = "[green]viable[/]" if g["viable"] else "[red]not viable[/]"
         unc = "" if g["certain"] else " [yellow]uncertain[/]"
@@ -126,11 +140,15 @@ def _print_tree(data: dict[str, Any], topo: Topology, *, plain: bool) -> None:
             node.add(f"[red]blocker:[/] {bl['device']} bound to {escape(bl['driver'])}")
     console.print(root)
     if data["ungrouped"]:
-        console.print("[bold]No group:[/] " + ", ".join(
-            f"{u['device']} ({escape(u['reason'])})" for u in data["ungrouped"]))
+        console.print(
+            "[bold]No group:[/] "
+            + ", ".join(f"{u['device']} ({escape(u['reason'])})" for u in data["ungrouped"])
+        )
     pas = [d["bdf"] for d in data["devices"] if d["pasid"] and d["pasid"]["eligible"]]
-    console.print(f"[bold]PASID-capable (pci_enable_pasid would succeed):[/] "
-                  f"{', '.join(pas) if pas else 'none'}")
+    console.print(
+        f"[bold]PASID-capable (pci_enable_pasid would succeed):[/] "
+        f"{', '.join(pas) if pas else 'none'}"
+    )
     for d in data.get("p2p", []):
         cross = " [red]crosses IOMMU groups[/]" if d["crosses_groups"] else ""
         console.print(f"[bold]P2P without IOMMU:[/] {', '.join(d['devices'])}{cross}")
@@ -139,12 +157,15 @@ def _print_tree(data: dict[str, Any], topo: Topology, *, plain: bool) -> None:
     kc = data.get("kernel_comparison")
     if kc:
         ok = "[green]matches[/]" if kc["partition_matches"] else "[red]differs from[/]"
-        console.print(f"[bold]Kernel check:[/] computed partition {ok} the kernel's iommu_group "
-                      "links")
+        console.print(
+            f"[bold]Kernel check:[/] computed partition {ok} the kernel's iommu_group links"
+        )
     wi = data.get("what_if")
     if wi:
-        console.print(f"[bold]What if pcie_acs_override={escape(wi['acs_override'])}:[/] "
-                      f"{len(wi['groups'])} groups instead of {len(data['groups'])}")
+        console.print(
+            f"[bold]What if pcie_acs_override={escape(wi['acs_override'])}:[/] "
+            f"{len(wi['groups'])} groups instead of {len(data['groups'])}"
+        )
         for s in wi["diff"]["split"]:
             parts = " | ".join(", ".join(p) for p in s["after"])
             console.print(f"    split {', '.join(s['before'])} -> {parts}")

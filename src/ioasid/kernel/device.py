@@ -44,6 +44,10 @@ class IommuDriver:
             raise KernelError(exc.errno or errno.EOPNOTSUPP, str(exc.strerror)) from None
         return IommuDomain(hw, self.kernel.phys)
 
+    def resv_regions(self) -> list[tuple[int, int]]:
+        """``iommu_get_resv_regions``: IOVA ranges the device cannot use (``[first, last]``)."""
+        return []
+
     def attach_dev(self, domain: IommuDomain | None, pasid: int | None = None) -> None:
         """``attach_dev``: program the unit; an incompatible domain is EINVAL."""
         try:
@@ -119,22 +123,57 @@ class Device(IommufdObject):
                     raise
                 return hwpt.id
         hwpt = objects.alloc(HwptPaging(ioas, self.driver.domain_alloc_paging(0), auto_domain=True))
+        # iommufd_hwpt_paging_alloc(immediate_attach): attach first, then add the domain
         try:
-            hwpt.attach_to_ioas()
             self._do_attach(hwpt, old)
         except OSError:
+            objects.abort(hwpt)
+            raise
+        try:
+            hwpt.attach_to_ioas()
+        except OSError:
+            self._undo_attach(hwpt, old)
             objects.abort(hwpt)
             raise
         objects.finalize(hwpt)
         return hwpt.id
 
     def _do_attach(self, hwpt: HwptPaging, old: HwptPaging | None) -> None:
+        """``iommufd_hw_pagetable_attach``: reserve the device's reserved regions in the
+        IOAS (EADDRINUSE over areas or allowed ranges), then program the IOMMU (EINVAL when
+        the domain does not suit it)."""
         if hwpt is old:
             return
-        self.driver.attach_dev(hwpt.domain)
+        iopt = hwpt.ioas.iopt
+        moved = old is None or old.ioas is not hwpt.ioas
+        if moved:
+            try:
+                for first, last in self.driver.resv_regions():
+                    iopt.reserve_iova(first, last, self)
+            except OSError:
+                iopt.remove_reserved_iova(self)
+                raise
+        try:
+            self.driver.attach_dev(hwpt.domain)
+        except OSError:
+            if moved:
+                iopt.remove_reserved_iova(self)
+            raise
+        if moved and old is not None:
+            old.ioas.iopt.remove_reserved_iova(self)
         self.hwpt = hwpt
         hwpt.devices.append(self)
         hwpt.users += 1
+
+    def _undo_attach(self, hwpt: HwptPaging, old: HwptPaging | None) -> None:
+        hwpt.devices.remove(self)
+        hwpt.users -= 1
+        hwpt.ioas.iopt.remove_reserved_iova(self)
+        self.hwpt = old
+        self.driver.attach_dev(None if old is None else old.domain)
+        if old is not None and old.ioas is not hwpt.ioas:
+            for first, last in self.driver.resv_regions():
+                old.ioas.iopt.reserve_iova(first, last, self)
 
     def detach(self) -> None:
         """``iommufd_device_detach``: an auto domain is destroyed with its last device."""
@@ -143,6 +182,7 @@ class Device(IommufdObject):
             return
         self.hwpt = None
         self.driver.attach_dev(None)
+        hwpt.ioas.iopt.remove_reserved_iova(self)
         hwpt.devices.remove(self)
         hwpt.users -= 1
         if hwpt.auto_domain and not hwpt.devices:

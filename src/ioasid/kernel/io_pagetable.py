@@ -54,6 +54,23 @@ class Domain(Protocol):
     def unmap_range(self, iova: int, length: int) -> None: ...
 
 
+class IoptAccess(Protocol):
+    """What the io_pagetable needs from an ``iommufd_access`` on its ``access_list``."""
+
+    iova_alignment: int
+
+    def notify_unmap(self, iova: int, length: int) -> None:
+        """The driver's ``ops->unmap`` (nothing for an internal access)."""
+        ...
+
+
+ACCESS_LIST_MAX = (1 << 16) - 1
+"""``xa_limit_16b``: the ids of ``iopt->access_list``."""
+
+UNMAP_MAX_TRIES = 100
+"""``iopt_unmap_iova_range``: notifications of one area before giving up (EDEADLOCK)."""
+
+
 @dataclass(eq=False)
 class Area:
     """``struct iopt_area``: ``[iova, last]`` backed by ``pages`` from ``start_byte``.
@@ -68,6 +85,8 @@ class Area:
     pages: IoptPages | None = None
     num_accesses: int = 0
     num_locks: int = 0
+    prevent_access: bool = False
+    """Set by an unmap waiting for accesses to let go: new access pins/rw fail EINVAL."""
     filled: bool = False
 
     @property
@@ -149,7 +168,8 @@ class IoPagetable:
     allowed: SortedDict = field(default_factory=SortedDict)
     reserved: list[Reserved] = field(default_factory=list)
     domains: list[Domain] = field(default_factory=list)
-    access_alignments: list[int] = field(default_factory=list)
+    access_list: dict[int, IoptAccess] = field(default_factory=dict)
+    """``iopt->access_list``: the accesses attached, by their 16-bit list id."""
     iova_alignment: int = 1
     disable_large_pages: bool = False
 
@@ -364,6 +384,7 @@ class IoPagetable:
         covered below a cut area are already gone when the cut one fails with ENOENT.
         """
         unmapped = 0
+        tries = 0
         while True:
             area = self.area_first(start, last)
             if area is None:
@@ -381,8 +402,20 @@ class IoPagetable:
                     f"area [{area.iova:#x}, {area.last:#x}] is only partly inside "
                     f"[{start:#x}, {last:#x}]; areas are never split",
                 )
+            if area.iova != start:
+                tries = 0
             if area.num_accesses:
-                self.notify_unmap(area)
+                start = area.iova
+                area.prevent_access = True
+                self.notify_unmap(area.iova, area.length)
+                tries += 1
+                if tries > UNMAP_MAX_TRIES:
+                    return unmapped, _err(
+                        errno.EDEADLK,
+                        f"area [{area.iova:#x}, {area.last:#x}] is still used by "
+                        f"{area.num_accesses} access pin(s) after {UNMAP_MAX_TRIES} unmap "
+                        "notifications",
+                    )
                 continue
             pages = area.pages
             area.pages = None
@@ -394,9 +427,31 @@ class IoPagetable:
                 return unmapped, None
             start = area.last + 1
 
-    def notify_unmap(self, area: Area) -> None:
-        """Ask accesses holding pages in ``area`` to let go (``iommufd_access_notify_unmap``)."""
-        raise _err(errno.EDEADLK, "an access object does not respond to unmap")
+    def notify_unmap(self, iova: int, length: int) -> None:
+        """``iommufd_access_notify_unmap``: every attached access's ``unmap`` op is told
+        that ``[iova, iova+length)`` goes away; each must unpin what it holds there."""
+        for access in list(self.access_list.values()):
+            access.notify_unmap(iova, length)
+
+    def add_access(self, access: IoptAccess) -> int:
+        """``iopt_add_access``: a list id (lowest free from 0, 16 bits: EBUSY when full),
+        then the IOVA alignment recomputed with the access's (EADDRINUSE, not added)."""
+        new_id = next(i for i in range(len(self.access_list) + 1) if i not in self.access_list)
+        if new_id > ACCESS_LIST_MAX:
+            fail(errno.EBUSY, f"all {ACCESS_LIST_MAX + 1} access list ids of the IOAS are used")
+        self.access_list[new_id] = access
+        try:
+            self.calculate_iova_alignment()
+        except OSError:
+            del self.access_list[new_id]
+            raise
+        return new_id
+
+    def remove_access(self, access: IoptAccess, list_id: int) -> None:
+        """``iopt_remove_access``."""
+        assert self.access_list.get(list_id) is access, "access not on this access_list"
+        del self.access_list[list_id]
+        self.calculate_iova_alignment()
 
     def unmap_iova(self, iova: int, length: int) -> tuple[int, OSError | None]:
         """``iopt_unmap_iova``."""
@@ -456,14 +511,21 @@ class IoPagetable:
                     f"area [{area.iova:#x}, {area.last:#x}] (page offset {area.page_offset:#x}) "
                     f"is not aligned to the new IOVA alignment {new_alignment:#x}",
                 )
+        for access in self.access_list.values():
+            if access.iova_alignment > new_alignment:
+                fail(
+                    errno.EADDRINUSE,
+                    f"an attached access needs IOVA alignment {access.iova_alignment:#x} > "
+                    f"{new_alignment:#x}",
+                )
 
     def calculate_iova_alignment(self) -> None:
         """``iopt_calculate_iova_alignment``."""
         new = PAGE_SIZE if self.disable_large_pages else 1
         for d in self.domains:
             new = max(new, lowest_bit(d.pgsize_bitmap))
-        for a in self.access_alignments:
-            new = max(new, a)
+        for access in self.access_list.values():
+            new = max(new, access.iova_alignment)
         if new > self.iova_alignment:
             self.check_iova_alignment(new)
         self.iova_alignment = new
@@ -620,8 +682,8 @@ def area_split(iopt: IoPagetable, area: Area, iova: int) -> None:
     """``iopt_area_split``: ``iova`` becomes the last byte of the left part (type1 v1 unmap)."""
     if iova in (area.iova, area.last):
         return
-    if area.pages is None:
-        fail(errno.EBUSY, "the area is still being created")
+    if area.pages is None or area.prevent_access:
+        fail(errno.EBUSY, "the area is still being created or being unmapped")
     new_start = iova + 1
     alignment = iopt.iova_alignment
     if new_start & (alignment - 1) or area.start_byte_at(new_start) & (alignment - 1):

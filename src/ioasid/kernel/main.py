@@ -62,11 +62,16 @@ class IommufdCtx:
         self.vfio_ioas: Any = None
         self.no_iommu_mode = False
         self.closed = False
+        self.file_refs = 1
+        """References to the ``/dev/iommu`` file: the open itself, plus one per access
+        object a driver created (``iommufd_ctx_get``); the last one out releases."""
 
     def ioctl(self, cmd: int, arg: int) -> int:
+        from ioasid.kernel.anon_inode import reap
         from ioasid.kernel.dispatch import TABLE, TABLE_SIZE
         from ioasid.kernel.vfio_compat import vfio_ioctl
 
+        reap(self.kernel)
         nr = _IOC_NR(cmd)
         if nr < uapi.IOMMUFD_CMD_BASE or nr - uapi.IOMMUFD_CMD_BASE >= TABLE_SIZE:
             return vfio_ioctl(self, cmd, arg)
@@ -92,9 +97,17 @@ class IommufdCtx:
         ucmd = Ucmd(self, arg, user_size, op.struct.from_bytes(raw))
         return handler(ucmd)
 
+    def get_file(self) -> None:
+        """``iommufd_ctx_get``: keep the context alive past the close of its fd."""
+        self.file_refs += 1
+
     def release(self) -> None:
-        """``iommufd_fops_release``: destroy every object, leaf first."""
+        """``fput`` of the context's file; the last one runs ``iommufd_fops_release``:
+        destroy every object, leaf first."""
         if self.closed:
+            return
+        self.file_refs -= 1
+        if self.file_refs > 0:
             return
         self.closed = True
         self.objects.destroy_all()

@@ -201,4 +201,8 @@ def iommufd_test(ucmd: Ucmd) -> int:
         return md_check_refs(ucmd)
     if op == uapi.IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
         return set_temp_memory_limit(ucmd)
+    from ioasid.kernel.mock_access import ACCESS_OPS
+
+    if op in ACCESS_OPS:
+        return ACCESS_OPS[op](ucmd)
     fail(errno.EOPNOTSUPP, f"IOMMU_TEST_CMD: op {op} is not supported by the simulated mock driver")

@@ -86,6 +86,8 @@ class IoptPages:
         self.npinned = 0
         self.last_npinned = 0
         self.kref = 1
+        self.accesses: dict[tuple[int, int], int] = {}
+        """``access_itree``: ``(start_index, last_index)`` of each in-kernel access → users."""
 
     @classmethod
     def user(cls, task: Task, uptr: int, length: int, writable: bool) -> IoptPages:
@@ -147,14 +149,17 @@ class IoptPages:
     def pin(self, first: int, last: int) -> None:
         """Take one pin on page indexes ``[first, last]``; charge newly pinned pages.
 
-        All or nothing: on failure no pin is taken and nothing is charged.
+        All or nothing: on failure no pin is taken and nothing is charged. Only pages no
+        one holds yet are read from the source (the pfn_reader takes held ones from the
+        access xarray or a domain), so only those can fail.
         """
-        self._check_source(first, last)
         runs = self.pins.add(first, last, +1)
         newly = sum(b - a + 1 for a, b in runs)
         if newly:
             self.npinned += newly
             try:
+                for a, b in runs:
+                    self._check_source(a, b)
                 self.update_pinned(newly, inc=True)
             except OSError:
                 self.pins.add(first, last, -1)

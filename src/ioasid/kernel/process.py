@@ -133,6 +133,12 @@ class Processes:
         self.tasks[pid] = child
         return child
 
+    def exit(self, task: Task) -> None:
+        """``do_exit`` of ``task``: its mm is gone for everyone who would ``mmget`` it
+        (pinning through it fails with EFAULT). What it pinned stays pinned and charged:
+        iommufd keeps the ``mm_struct`` itself (``mmgrab``)."""
+        task.mm.alive = False
+
     @contextmanager
     def running(self, task: Task) -> Iterator[Task]:
         """Make ``task`` the caller of every ioctl inside the block."""

@@ -66,3 +66,14 @@ class RangeCount:
                 end = keys[j + 1] - 1 if j + 1 < len(keys) else (1 << 64) - 1
                 out.append((k, end, v))
         return out
+
+    def spans(self, first: int, last: int) -> list[tuple[int, int, int]]:
+        """``(a, b, count)`` runs of constant count covering ``[first, last]`` exactly."""
+        idx = self._steps.bisect_right(first) - 1
+        keys = list(self._steps.irange(self._steps.keys()[idx], last))
+        out: list[tuple[int, int, int]] = []
+        for j, k in enumerate(keys):
+            a = max(k, first)
+            b = keys[j + 1] - 1 if j + 1 < len(keys) else last
+            out.append((a, min(b, last), int(self._steps[k])))
+        return out

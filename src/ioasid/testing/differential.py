@@ -93,7 +93,9 @@ class Call:
         return cls(**d)
 
     def describe(self) -> str:
-        parts = [f"{k}={self.refs[k] if k in self.refs else _hex(v)}" for k, v in self.fields.items()]
+        parts = [
+            f"{k}={self.refs[k] if k in self.refs else _hex(v)}" for k, v in self.fields.items()
+        ]
         parts += [f"{k}={v}" for k, v in self.refs.items() if k not in self.fields]
         if self.size is not None:
             parts.append(f"size={self.size}")
@@ -374,7 +376,11 @@ class Generator:
         if r < 0.55:
             return f"buf+{self.rng.randrange(0, 32 << 20, PAGE):#x}", 0, ""
         if r < 0.70:
-            return f"buf+{self.rng.choice([0, HPAGE, 2 * HPAGE, 5 * HPAGE]):#x}", 0, "2 MiB aligned va"
+            return (
+                f"buf+{self.rng.choice([0, HPAGE, 2 * HPAGE, 5 * HPAGE]):#x}",
+                0,
+                "2 MiB aligned va",
+            )
         if r < 0.80:
             off = self.rng.randrange(0, 8 << 20, PAGE) + self.rng.choice([0x800, 0x10, 0x1, 0xFFF])
             return f"buf+{off:#x}", 0, "sub-page va"
@@ -452,8 +458,12 @@ class Generator:
         else:
             start = ULONG_MAX - self.rng.choice([0, PAGE])
             notes.append("start near the top")
-        fields = {"flags": flags | (FIXED if fixed else 0), "ioas_id": ioas_id, "start": start,
-                  "length": length}
+        fields = {
+            "flags": flags | (FIXED if fixed else 0),
+            "ioas_id": ioas_id,
+            "start": start,
+            "length": length,
+        }
         refs: dict[str, str] = {}
         r = self.rng.random()
         if r < 0.8:
@@ -507,8 +517,12 @@ class Generator:
         dst_id = src_id if self.rng.random() < 0.35 else self._pick_ioas_id()
         flags, fnote = self._map_flags()
         notes.append(fnote)
-        fields = {"src_ioas_id": src_id, "dst_ioas_id": dst_id, "src_iova": src_iova,
-                  "length": length}
+        fields = {
+            "src_ioas_id": src_id,
+            "dst_ioas_id": dst_id,
+            "src_iova": src_iova,
+            "length": length,
+        }
         if self.rng.random() < 0.5:
             dst_iova, inote = self._fixed_iova(dst_id, length)
             fields["dst_iova"] = dst_iova
@@ -564,8 +578,12 @@ class Generator:
             iova, length, note = ULONG_MAX - PAGE, 2 * PAGE, "overflowing range"
         elif r < 0.09:
             iova, length, note = U64_MAX, PAGE, "iova ULONG_MAX"
-        return Call("IOMMU_IOAS_UNMAP", uapi.IOMMU_IOAS_UNMAP,
-                    {"ioas_id": ioas_id, "iova": iova, "length": length}, note=note)
+        return Call(
+            "IOMMU_IOAS_UNMAP",
+            uapi.IOMMU_IOAS_UNMAP,
+            {"ioas_id": ioas_id, "iova": iova, "length": length},
+            note=note,
+        )
 
     def _gen_allow(self) -> Call:
         ioas_id = self._pick_ioas_id()
@@ -605,8 +623,14 @@ class Generator:
         elif r < 0.09:
             fields["reserved"] = 1
             note += ", __reserved != 0"
-        return Call("IOMMU_IOAS_ALLOW_IOVAS", uapi.IOMMU_IOAS_ALLOW_IOVAS, fields, refs,
-                    array=ranges, note=note)
+        return Call(
+            "IOMMU_IOAS_ALLOW_IOVAS",
+            uapi.IOMMU_IOAS_ALLOW_IOVAS,
+            fields,
+            refs,
+            array=ranges,
+            note=note,
+        )
 
     @staticmethod
     def _overlap(ranges: list[tuple[int, int]]) -> Iterator[bool]:
@@ -626,29 +650,54 @@ class Generator:
         if self.rng.random() < 0.05:
             fields["reserved"] = 3
             note += ", __reserved != 0"
-        return Call("IOMMU_IOAS_IOVA_RANGES", uapi.IOMMU_IOAS_IOVA_RANGES, fields, refs,
-                    capacity=cap, note=note)
+        return Call(
+            "IOMMU_IOAS_IOVA_RANGES",
+            uapi.IOMMU_IOAS_IOVA_RANGES,
+            fields,
+            refs,
+            capacity=cap,
+            note=note,
+        )
 
     def _gen_option(self) -> Call:
         r = self.rng.random()
         fields: dict[str, int]
         if r < 0.6:
-            op = self.rng.choice([uapi.IOMMU_OPTION_OP_GET, uapi.IOMMU_OPTION_OP_SET,
-                                  uapi.IOMMU_OPTION_OP_SET, uapi.IOMMU_OPTION_OP_SET, 2])
+            op = self.rng.choice(
+                [
+                    uapi.IOMMU_OPTION_OP_GET,
+                    uapi.IOMMU_OPTION_OP_SET,
+                    uapi.IOMMU_OPTION_OP_SET,
+                    uapi.IOMMU_OPTION_OP_SET,
+                    2,
+                ]
+            )
             val = self.rng.choice([0, 0, 1, 1, 2]) if op == uapi.IOMMU_OPTION_OP_SET else 0
-            fields = {"option_id": uapi.IOMMU_OPTION_HUGE_PAGES, "op": op,
-                      "object_id": self._pick_ioas_id(), "val64": val}
+            fields = {
+                "option_id": uapi.IOMMU_OPTION_HUGE_PAGES,
+                "op": op,
+                "object_id": self._pick_ioas_id(),
+                "val64": val,
+            }
             note = "HUGE_PAGES"
         elif r < 0.85:
             op = self.rng.choice([uapi.IOMMU_OPTION_OP_GET, uapi.IOMMU_OPTION_OP_SET])
             val = self.rng.choice([0, 1, 1, 7]) if op == uapi.IOMMU_OPTION_OP_SET else 0
             obj = 0 if self.rng.random() < 0.85 else 1
-            fields = {"option_id": uapi.IOMMU_OPTION_RLIMIT_MODE, "op": op, "object_id": obj,
-                      "val64": val}
+            fields = {
+                "option_id": uapi.IOMMU_OPTION_RLIMIT_MODE,
+                "op": op,
+                "object_id": obj,
+                "val64": val,
+            }
             note = "RLIMIT_MODE"
         else:
-            fields = {"option_id": self.rng.choice([2, 0xFFFF]), "op": uapi.IOMMU_OPTION_OP_GET,
-                      "object_id": 0, "val64": 0}
+            fields = {
+                "option_id": self.rng.choice([2, 0xFFFF]),
+                "op": uapi.IOMMU_OPTION_OP_GET,
+                "object_id": 0,
+                "val64": 0,
+            }
             note = "unknown option"
         if self.rng.random() < 0.05:
             fields["reserved"] = 1
@@ -656,8 +705,17 @@ class Generator:
         return Call("IOMMU_OPTION", uapi.IOMMU_OPTION, fields, note=note)
 
     def _gen_bad_size(self) -> Call:
-        base = self.rng.choice([self._gen_map, self._gen_unmap, self._gen_alloc, self._gen_ranges,
-                                self._gen_option, self._gen_copy, self._gen_destroy])()
+        base = self.rng.choice(
+            [
+                self._gen_map,
+                self._gen_unmap,
+                self._gen_alloc,
+                self._gen_ranges,
+                self._gen_option,
+                self._gen_copy,
+                self._gen_destroy,
+            ]
+        )()
         struct_type = _struct_of(base.op)
         assert struct_type is not None
         ksize = ctypes.sizeof(struct_type)
@@ -679,13 +737,15 @@ class Generator:
 
     def _gen_unknown(self) -> Call:
         T = uapi.IOMMUFD_TYPE
-        request = self.rng.choice([
-            uapi._IO(T, self.rng.randint(0x96, 0x9F)),
-            uapi._IO(T, self.rng.choice([0xA1, 0xB0, 0xFF])),
-            uapi._IO(T, self.rng.choice([0x00, 0x40, 0x7F])),
-            uapi._IOWR(T, 0x81, 12),
-            uapi._IO(ord("X"), 0x81),
-        ])
+        request = self.rng.choice(
+            [
+                uapi._IO(T, self.rng.randint(0x96, 0x9F)),
+                uapi._IO(T, self.rng.choice([0xA1, 0xB0, 0xFF])),
+                uapi._IO(T, self.rng.choice([0x00, 0x40, 0x7F])),
+                uapi._IOWR(T, 0x81, 12),
+                uapi._IO(ord("X"), 0x81),
+            ]
+        )
         raw = bytearray(16)
         raw[0] = 16
         return Call("UNKNOWN", request, raw=raw.hex(), note=f"unknown ioctl {request:#x}")
@@ -700,13 +760,28 @@ class Generator:
         if self.dead:
             ids.add(min(self.dead))
         for ioas_id in sorted(ids):
-            out.append(Call("IOMMU_IOAS_IOVA_RANGES", uapi.IOMMU_IOAS_IOVA_RANGES,
-                            {"ioas_id": ioas_id, "num_iovas": 2}, {"allowed_iovas": "array"},
-                            capacity=2, note="probe"))
-            out.append(Call("IOMMU_OPTION", uapi.IOMMU_OPTION,
-                            {"option_id": uapi.IOMMU_OPTION_HUGE_PAGES,
-                             "op": uapi.IOMMU_OPTION_OP_GET, "object_id": ioas_id},
-                            note="probe"))
+            out.append(
+                Call(
+                    "IOMMU_IOAS_IOVA_RANGES",
+                    uapi.IOMMU_IOAS_IOVA_RANGES,
+                    {"ioas_id": ioas_id, "num_iovas": 2},
+                    {"allowed_iovas": "array"},
+                    capacity=2,
+                    note="probe",
+                )
+            )
+            out.append(
+                Call(
+                    "IOMMU_OPTION",
+                    uapi.IOMMU_OPTION,
+                    {
+                        "option_id": uapi.IOMMU_OPTION_HUGE_PAGES,
+                        "op": uapi.IOMMU_OPTION_OP_GET,
+                        "object_id": ioas_id,
+                    },
+                    note="probe",
+                )
+            )
         return out
 
     def final_calls(self) -> list[Call]:
@@ -715,16 +790,30 @@ class Generator:
         out: list[Call] = []
         for ioas_id, m in sorted(self.ioas.items()):
             for iova, a in m.sorted_areas():
-                out.append(Call("IOMMU_IOAS_COPY", uapi.IOMMU_IOAS_COPY,
-                                {"flags": FIXED | uapi.IOMMU_IOAS_MAP_READABLE,
-                                 "src_ioas_id": ioas_id, "dst_ioas_id": ioas_id,
-                                 "src_iova": iova, "dst_iova": iova,
-                                 "length": a.last - iova + 1},
-                                note="final: area present? (EEXIST if covered)"))
+                out.append(
+                    Call(
+                        "IOMMU_IOAS_COPY",
+                        uapi.IOMMU_IOAS_COPY,
+                        {
+                            "flags": FIXED | uapi.IOMMU_IOAS_MAP_READABLE,
+                            "src_ioas_id": ioas_id,
+                            "dst_ioas_id": ioas_id,
+                            "src_iova": iova,
+                            "dst_iova": iova,
+                            "length": a.last - iova + 1,
+                        },
+                        note="final: area present? (EEXIST if covered)",
+                    )
+                )
         for ioas_id in range(1, self.max_id + 2):
-            out.append(Call("IOMMU_IOAS_UNMAP", uapi.IOMMU_IOAS_UNMAP,
-                            {"ioas_id": ioas_id, "iova": 0, "length": U64_MAX},
-                            note="final: unmap all"))
+            out.append(
+                Call(
+                    "IOMMU_IOAS_UNMAP",
+                    uapi.IOMMU_IOAS_UNMAP,
+                    {"ioas_id": ioas_id, "iova": 0, "length": U64_MAX},
+                    note="final: unmap all",
+                )
+            )
         return out
 
     # -- learning from backend A ----------------------------------------------------------
@@ -770,8 +859,10 @@ class Generator:
             for iova in [i for i, a in m.areas.items() if i >= first and a.last <= last]:
                 del m.areas[iova]
         elif call.op == "IOMMU_OPTION":
-            if (f.get("option_id") == uapi.IOMMU_OPTION_HUGE_PAGES
-                    and f.get("op") == uapi.IOMMU_OPTION_OP_SET):
+            if (
+                f.get("option_id") == uapi.IOMMU_OPTION_HUGE_PAGES
+                and f.get("op") == uapi.IOMMU_OPTION_OP_SET
+            ):
                 m = self.ioas.get(f.get("object_id", 0))
                 if m is not None:
                     m.huge = bool(f.get("val64"))
@@ -818,8 +909,14 @@ class Step:
 
     @classmethod
     def from_json(cls, d: Json) -> Step:
-        return cls(d["index"], d["phase"], Call.from_json(d["call"]), d["results"],
-                   [Call.from_json(p) for p in d.get("probes", [])], d.get("probe_results", []))
+        return cls(
+            d["index"],
+            d["phase"],
+            Call.from_json(d["call"]),
+            d["results"],
+            [Call.from_json(p) for p in d.get("probes", [])],
+            d.get("probe_results", []),
+        )
 
 
 @dataclass
@@ -836,14 +933,21 @@ class Divergence:
         what = self.call.describe()
         if self.probe is not None:
             what += f"\n    probe after it: {self.probe.describe()}"
-        return (f"first divergence at {where}:\n    {what}\n"
-                f"    {names[0]}: {json.dumps(self.a, sort_keys=True)}\n"
-                f"    {names[1]}: {json.dumps(self.b, sort_keys=True)}")
+        return (
+            f"first divergence at {where}:\n    {what}\n"
+            f"    {names[0]}: {json.dumps(self.a, sort_keys=True)}\n"
+            f"    {names[1]}: {json.dumps(self.b, sort_keys=True)}"
+        )
 
     def to_json(self) -> Json:
-        return {"index": self.index, "phase": self.phase, "call": self.call.to_json(),
-                "a": self.a, "b": self.b,
-                "probe": self.probe.to_json() if self.probe else None}
+        return {
+            "index": self.index,
+            "phase": self.phase,
+            "call": self.call.to_json(),
+            "a": self.a,
+            "b": self.b,
+            "probe": self.probe.to_json() if self.probe else None,
+        }
 
 
 @dataclass
@@ -886,10 +990,12 @@ class DiffResult:
         divergence = None
         if div:
             probe = Call.from_json(div["probe"]) if div.get("probe") else None
-            divergence = Divergence(div["index"], div["phase"], Call.from_json(div["call"]),
-                                    div["a"], div["b"], probe)
-        return cls(d.get("seed"), tuple(d["names"]), [Step.from_json(s) for s in d["steps"]],
-                   divergence)
+            divergence = Divergence(
+                div["index"], div["phase"], Call.from_json(div["call"]), div["a"], div["b"], probe
+            )
+        return cls(
+            d.get("seed"), tuple(d["names"]), [Step.from_json(s) for s in d["steps"]], divergence
+        )
 
 
 def _first_difference(step: Step) -> Divergence | None:
@@ -951,8 +1057,9 @@ def run_differential(
     return DiffResult(seed, tuple(names), steps, divergence)
 
 
-def _run_step(index: int, phase: str, call: Call, handles: Sequence[Handle],
-              mem: UserMemory) -> Step:
+def _run_step(
+    index: int, phase: str, call: Call, handles: Sequence[Handle], mem: UserMemory
+) -> Step:
     return Step(index, phase, call, [execute(h, mem, call) for h in handles])
 
 
@@ -961,8 +1068,14 @@ def _run_probes(step: Step, probes: list[Call], handles: Sequence[Handle], mem: 
     step.probe_results = [[execute(h, mem, p) for h in handles] for p in probes]
 
 
-def replay(recorded: DiffResult, opener: Opener, *, column: int = 0,
-           name: str = "replay", memory: UserMemory | None = None) -> DiffResult:
+def replay(
+    recorded: DiffResult,
+    opener: Opener,
+    *,
+    column: int = 0,
+    name: str = "replay",
+    memory: UserMemory | None = None,
+) -> DiffResult:
     """Re-run the calls and probes of ``recorded`` on one backend and compare them with the
     recorded results of backend ``column`` (e.g. a guest run of ``linux`` against the sim
     here). The result's backend A is the recording, B the replay."""
@@ -976,8 +1089,10 @@ def replay(recorded: DiffResult, opener: Opener, *, column: int = 0,
             result = execute(handle, mem, old.call)
             step = Step(old.index, old.phase, old.call, [old.results[column], result])
             step.probes = old.probes
-            step.probe_results = [[pr[column], execute(handle, mem, p)]
-                                  for p, pr in zip(old.probes, old.probe_results, strict=True)]
+            step.probe_results = [
+                [pr[column], execute(handle, mem, p)]
+                for p, pr in zip(old.probes, old.probe_results, strict=True)
+            ]
             steps.append(step)
             if divergence is None:
                 divergence = _first_difference(step)

@@ -91,27 +91,49 @@ def cmd_differential(args: argparse.Namespace) -> int:
         agreed += result.agree
         print(f"{result.summary()}  [{time.perf_counter() - t:.1f}s]", flush=True)
         runs.append(_run_record(result, full=args.full))
-    print(f"{agreed}/{args.seeds} seeds agree ({names[0]} vs {names[1]}, {args.calls} calls each, "
-          f"{time.perf_counter() - t0:.0f}s)", flush=True)
+    print(
+        f"{agreed}/{args.seeds} seeds agree ({names[0]} vs {names[1]}, {args.calls} calls each, "
+        f"{time.perf_counter() - t0:.0f}s)",
+        flush=True,
+    )
     if args.json:
-        _write_json(args.json, {"kind": "differential", "names": list(names), "calls": args.calls,
-                                "seeds": args.seeds, "agreed": agreed, "runs": runs})
+        _write_json(
+            args.json,
+            {
+                "kind": "differential",
+                "names": list(names),
+                "calls": args.calls,
+                "seeds": args.seeds,
+                "agreed": agreed,
+                "runs": runs,
+            },
+        )
     return 0 if agreed == args.seeds else 1
 
 
 def _run_record(result: DiffResult, *, full: bool) -> dict[str, Any]:
     if full or not result.agree:
         return result.to_json()
-    return {"seed": result.seed, "names": list(result.names), "agree": True,
-            "steps_run": len(result.steps), "errnos": result.errno_histogram()}
+    return {
+        "seed": result.seed,
+        "names": list(result.names),
+        "agree": True,
+        "steps_run": len(result.steps),
+        "errnos": result.errno_histogram(),
+    }
 
 
 def cmd_record(args: argparse.Namespace) -> int:
     runs = []
     for seed in range(args.start, args.start + args.seeds):
         _reset_sim([args.backend])
-        result = run_differential(seed, [backend_opener(args.backend)], names=(args.backend,),
-                                  calls=args.calls, probe=not args.no_probe)
+        result = run_differential(
+            seed,
+            [backend_opener(args.backend)],
+            names=(args.backend,),
+            calls=args.calls,
+            probe=not args.no_probe,
+        )
         print(f"seed {seed}: recorded {len(result.steps)} steps on {args.backend}", flush=True)
         runs.append(result.to_json())
     _write_json(args.json, {"kind": "record", "runs": runs})
@@ -126,8 +148,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             continue
         recorded = DiffResult.from_json(run)
         _reset_sim([args.backend])
-        result = replay(recorded, backend_opener(args.backend), column=args.column,
-                        name=args.backend)
+        result = replay(
+            recorded, backend_opener(args.backend), column=args.column, name=args.backend
+        )
         total += 1
         agreed += result.agree
         print(result.summary(), flush=True)
@@ -150,9 +173,20 @@ def cmd_guest_differential(args: argparse.Namespace) -> int:
     keep = args.json is not None
     scratch = Path(tempfile.mkdtemp(prefix="ioasid-oracle-"))
     out = scratch / GUEST_JSON
-    inner = [sys.executable, "-m", "ioasid.testing.oracle", "differential",
-             "--seeds", str(args.seeds), "--start", str(args.start), "--calls", str(args.calls),
-             "--json", str(out)]
+    inner = [
+        sys.executable,
+        "-m",
+        "ioasid.testing.oracle",
+        "differential",
+        "--seeds",
+        str(args.seeds),
+        "--start",
+        str(args.start),
+        "--calls",
+        str(args.calls),
+        "--json",
+        str(out),
+    ]
     if args.no_probe:
         inner.append("--no-probe")
     if args.full:
@@ -166,8 +200,10 @@ def cmd_guest_differential(args: argparse.Namespace) -> int:
         return 255
     if out.exists():
         data = json.loads(out.read_text())
-        print(f"guest summary: {data['agreed']}/{data['seeds']} seeds agree "
-              f"({' vs '.join(data['names'])})")
+        print(
+            f"guest summary: {data['agreed']}/{data['seeds']} seeds agree "
+            f"({' vs '.join(data['names'])})"
+        )
         if keep:
             Path(args.json).write_text(out.read_text())
             print(f"JSON written to {args.json}")
@@ -188,8 +224,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m ioasid.testing.oracle", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m ioasid.testing.oracle",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="command_name", required=True)
 
     p = sub.add_parser("differential", help="sim vs linux in this process, per seed")

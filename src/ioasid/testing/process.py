@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 from ioasid.hw.memory import PAGE_SIZE
@@ -26,11 +27,16 @@ def getpid(backend: ModuleType) -> int:
 
 def run_in_child(backend: ModuleType, body: Callable[[], None]) -> None:
     """Run ``body`` as a forked child and wait for it; its assertion failures fail the
-    caller."""
+    caller. On ``sim`` the child's mm is gone once ``body`` returns, as after ``exit()``:
+    pages it mapped can no longer be pinned through it (EFAULT)."""
     if backend.NAME == "sim":
         procs = backend.kernel().processes
-        with procs.running(procs.fork()):
-            body()
+        child = procs.fork()
+        try:
+            with procs.running(child):
+                body()
+        finally:
+            procs.exit(child)
         return
     rfd, wfd = os.pipe()
     child = os.fork()
@@ -51,6 +57,53 @@ def run_in_child(backend: ModuleType, body: Callable[[], None]) -> None:
     assert os.waitstatus_to_exitcode(status) == 0, f"child failed:\n{report}"
 
 
+@contextmanager
+def child_running(backend: ModuleType, body: Callable[[], None]) -> Iterator[None]:
+    """A forked child that runs ``body`` and then stays alive (its mm present) until the
+    ``with`` block ends; then it exits and is reaped. ``body``'s failures fail the caller.
+
+    The C selftests do this with an eventfd (child → parent: "done") and a pipe (parent →
+    child: "exit now"); on ``linux`` this does the same. On ``sim`` the child is a
+    simulated task whose mm dies when the block ends.
+    """
+    if backend.NAME == "sim":
+        procs = backend.kernel().processes
+        child = procs.fork()
+        try:
+            with procs.running(child):
+                body()
+            yield
+        finally:
+            procs.exit(child)
+        return
+    status_r, status_w = os.pipe()
+    release_r, release_w = os.pipe()
+    pid = os.fork()
+    if not pid:
+        os.close(status_r)
+        os.close(release_w)
+        code = 0
+        try:
+            body()
+            os.write(status_w, b"ok")
+        except BaseException:
+            os.write(status_w, traceback.format_exc().encode())
+            code = 1
+        os.close(status_w)
+        os.read(release_r, 1)
+        os._exit(code)
+    os.close(status_w)
+    os.close(release_r)
+    try:
+        with os.fdopen(status_r, "rb") as r:
+            report = r.read().decode()
+        assert report == "ok", f"child failed:\n{report}"
+        yield
+    finally:
+        os.close(release_w)
+        os.waitpid(pid, 0)
+
+
 def _proc_status(pid: int, var: str) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -63,9 +116,18 @@ def _proc_status(pid: int, var: str) -> int:
     return -1
 
 
+def _reap(backend: ModuleType) -> None:
+    """Let the simulated kernel see descriptors closed with a plain ``os.close`` (e.g. an
+    access fd) before its counters are read."""
+    from ioasid.kernel.anon_inode import reap
+
+    reap(backend.kernel())
+
+
 def vm_pinned_kb(backend: ModuleType, pid: int) -> int:
     """``VmPin:`` of ``pid`` in kB (``mm->pinned_vm``)."""
     if backend.NAME == "sim":
+        _reap(backend)
         task = backend.kernel().processes.tasks[pid]
         return int(task.mm.pinned_vm) * PAGE_SIZE // 1024
     return _proc_status(pid, "VmPin:")
@@ -74,6 +136,7 @@ def vm_pinned_kb(backend: ModuleType, pid: int) -> int:
 def vm_locked_kb(backend: ModuleType, pid: int) -> int:
     """``VmLck:`` of ``pid`` in kB (``mm->locked_vm``)."""
     if backend.NAME == "sim":
+        _reap(backend)
         task = backend.kernel().processes.tasks[pid]
         return int(task.mm.locked_vm) * PAGE_SIZE // 1024
     return _proc_status(pid, "VmLck:")

@@ -40,11 +40,21 @@ __all__ = [
 ]
 
 #: PCI drivers with ``.driver_managed_dma = true`` in Linux 7.3 (sysfs driver names).
-DRIVER_MANAGED_DMA: frozenset[str] = frozenset({
-    "vfio-pci", "pci-stub", "pcieport",
-    "nvgrace_gpu_vfio_pci", "xe-vfio-pci", "hisi_acc_vfio_pci", "virtio_vfio_pci",
-    "pds_vfio_pci", "ism_vfio_pci", "mlx5_vfio_pci", "qat_vfio_pci",
-})
+DRIVER_MANAGED_DMA: frozenset[str] = frozenset(
+    {
+        "vfio-pci",
+        "pci-stub",
+        "pcieport",
+        "nvgrace_gpu_vfio_pci",
+        "xe-vfio-pci",
+        "hisi_acc_vfio_pci",
+        "virtio_vfio_pci",
+        "pds_vfio_pci",
+        "ism_vfio_pci",
+        "mlx5_vfio_pci",
+        "qat_vfio_pci",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +65,10 @@ class Viability:
     def reasons(self) -> list[str]:
         if self.viable:
             return ["every member is unbound or bound to a driver_managed_dma driver"]
-        return [f"{b} is bound to {d}, which uses the kernel DMA API "
-                f"(unbind it or bind it to vfio-pci)" for b, d in self.blockers]
+        return [
+            f"{b} is bound to {d}, which uses the kernel DMA API (unbind it or bind it to vfio-pci)"
+            for b, d in self.blockers
+        ]
 
 
 def viability(topo: Topology, g: IommuGroup) -> Viability:
@@ -106,8 +118,9 @@ def _eetlp_prefix_max(topo: Topology, bdf: Bdf, memo: dict[Bdf, bool | None]) ->
     return r
 
 
-def pasid_eligibility(acs: AcsState, bdf: Bdf, _memo: dict[Bdf, bool | None] | None = None
-                      ) -> PasidVerdict:
+def pasid_eligibility(
+    acs: AcsState, bdf: Bdf, _memo: dict[Bdf, bool | None] | None = None
+) -> PasidVerdict:
     """Would ``pci_enable_pasid()`` succeed (as far as the PCI side decides)?"""
     topo = acs.topo
     f = topo.functions[bdf]
@@ -116,10 +129,13 @@ def pasid_eligibility(acs: AcsState, bdf: Bdf, _memo: dict[Bdf, bool | None] | N
         if f.physfn is None or f.physfn not in topo.functions:
             return PasidVerdict(bdf, False, "VF whose PF is unknown: VFs use the PF's PASID")
         pv = pasid_eligibility(acs, f.physfn, memo)
-        return PasidVerdict(bdf, pv.eligible,
-                            f"VF: shares the PF {f.physfn} PASID configuration "
-                            f"({'PF can enable PASID' if pv.eligible else pv.reason})",
-                            pv.uncertain)
+        return PasidVerdict(
+            bdf,
+            pv.eligible,
+            f"VF: shares the PF {f.physfn} PASID configuration "
+            f"({'PF can enable PASID' if pv.eligible else pv.reason})",
+            pv.uncertain,
+        )
     if not f.acs_known and not f.pasid:
         return PasidVerdict(bdf, False, "extended capabilities unreadable (need root)", True)
     if not f.pasid:
@@ -130,19 +146,26 @@ def pasid_eligibility(acs: AcsState, bdf: Bdf, _memo: dict[Bdf, bool | None] | N
     ee = _eetlp_prefix_max(topo, bdf, memo)
     if not no_tlp and not ee:
         if ee is None:
-            return PasidVerdict(bdf, False, "End-End TLP prefix support on the path unknown",
-                                True)
-        return PasidVerdict(bdf, False,
-                            "no End-End TLP prefix support on the device or a port above it "
-                            "(eetlp_prefix_max = 0; pci_enable_pasid returns -EINVAL)")
+            return PasidVerdict(bdf, False, "End-End TLP prefix support on the path unknown", True)
+        return PasidVerdict(
+            bdf,
+            False,
+            "no End-End TLP prefix support on the device or a port above it "
+            "(eetlp_prefix_max = 0; pci_enable_pasid returns -EINVAL)",
+        )
     fail = acs.path_enabled(bdf, AcsFlag.RR | AcsFlag.UF)
     unc = acs.path_uncertain(bdf, AcsFlag.RR | AcsFlag.UF)
     if fail is not None:
-        return PasidVerdict(bdf, False,
-                            f"ACS RR|UF path fails: {fail.text()} "
-                            "(pci_acs_path_enabled(dev, NULL, PCI_ACS_RR | PCI_ACS_UF))", unc)
-    return PasidVerdict(bdf, True, "PASID capability, TLP prefixes and ACS RR|UF up to the "
-                                   "root bus", unc)
+        return PasidVerdict(
+            bdf,
+            False,
+            f"ACS RR|UF path fails: {fail.text()} "
+            "(pci_acs_path_enabled(dev, NULL, PCI_ACS_RR | PCI_ACS_UF))",
+            unc,
+        )
+    return PasidVerdict(
+        bdf, True, "PASID capability, TLP prefixes and ACS RR|UF up to the root bus", unc
+    )
 
 
 # -- P2P reachability ------------------------------------------------------------------------
@@ -182,9 +205,18 @@ def p2p_domains(topo: Topology, acs: AcsState | None = None) -> list[P2PDomain]:
     override does not). Linear in the number of functions."""
     if acs is None or acs.opts.acs_override:
         base = acs.opts if acs is not None else KernelOptions()
-        acs = AcsState(topo, KernelOptions(base.acs_enable, base.enable_acs, base.ats_disabled,
-                                           base.disable_acs_redir, base.config_acs, None,
-                                           base.amd_ivrs))
+        acs = AcsState(
+            topo,
+            KernelOptions(
+                base.acs_enable,
+                base.enable_acs,
+                base.ats_disabled,
+                base.disable_acs_redir,
+                base.config_acs,
+                None,
+                base.amd_ivrs,
+            ),
+        )
     order = topo.order
     n = len(order)
     idx = topo.index
@@ -209,27 +241,46 @@ def p2p_domains(topo: Topology, acs: AcsState | None = None) -> list[P2PDomain]:
             rr = acs.acs_enabled(b, AcsFlag.RR)
             if not rr.ok:
                 sibs = [s for s in ports_by_bus[(b.domain, b.bus)] if s != b]
-                what = ("switch" if f.pcie_type is PcieType.DOWNSTREAM
-                        else "root complex (if it routes peer-to-peer)")
+                what = (
+                    "switch"
+                    if f.pcie_type is PcieType.DOWNSTREAM
+                    else "root complex (if it routes peer-to-peer)"
+                )
                 for s in sibs:
                     collapsed.add(s)
                     uf.union(tok(b), tok(s))
                 if sibs:
                     collapsed.add(b)
-                    events.append((tok(b), f"{b} lacks PCI_ACS_RR: requests from below it go "
-                                           f"straight to sibling ports' devices inside the "
-                                           f"{what} ({rr.rule})"))
+                    events.append(
+                        (
+                            tok(b),
+                            f"{b} lacks PCI_ACS_RR: requests from below it go "
+                            f"straight to sibling ports' devices inside the "
+                            f"{what} ({rr.rule})",
+                        )
+                    )
             uf_v = acs.acs_enabled(b, AcsFlag.UF)
             if not uf_v.ok:
                 collapsed.add(b)
-                events.append((tok(b), f"{b} lacks PCI_ACS_UF: traffic from below is reflected "
-                                       "back down without reaching the IOMMU"))
-        elif b in topo.secondary and (not f.is_pcie or f.pcie_type in (
-                PcieType.PCI_BRIDGE, PcieType.PCIE_BRIDGE)):
+                events.append(
+                    (
+                        tok(b),
+                        f"{b} lacks PCI_ACS_UF: traffic from below is reflected "
+                        "back down without reaching the IOMMU",
+                    )
+                )
+        elif b in topo.secondary and (
+            not f.is_pcie or f.pcie_type in (PcieType.PCI_BRIDGE, PcieType.PCIE_BRIDGE)
+        ):
             collapsed.add(b)
             uf.union(idx[b], tok(b))
-            events.append((tok(b), f"{b} bridges to a conventional PCI bus: devices behind it "
-                                   "share the bus and see each other's transactions"))
+            events.append(
+                (
+                    tok(b),
+                    f"{b} bridges to a conventional PCI bus: devices behind it "
+                    "share the bus and see each other's transactions",
+                )
+            )
     # multifunction slots whose functions are not isolated from each other
     slots: dict[tuple[int, int, int], list[Bdf]] = {}
     for b in order:
@@ -245,8 +296,13 @@ def p2p_domains(topo: Topology, acs: AcsState | None = None) -> list[P2PDomain]:
             if b in topo.secondary:
                 collapsed.add(b)
                 uf.union(idx[b], tok(b))
-        events.append((idx[first], f"functions {', '.join(map(str, open_fns))} of one "
-                                   "multifunction device lack ACS RR|CR between them"))
+        events.append(
+            (
+                idx[first],
+                f"functions {', '.join(map(str, open_fns))} of one "
+                "multifunction device lack ACS RR|CR between them",
+            )
+        )
     # every device joins the token of its topmost collapsed ancestor
     top: dict[Bdf, Bdf | None] = {}
     for b in order:
@@ -291,10 +347,14 @@ class PartitionDiff:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "split": [{"before": [str(b) for b in old],
-                       "after": [[str(b) for b in p] for p in parts]} for old, parts in self.split],
-            "merged": [{"before": [[str(b) for b in p] for p in parts],
-                        "after": [str(b) for b in new]} for parts, new in self.merged],
+            "split": [
+                {"before": [str(b) for b in old], "after": [[str(b) for b in p] for p in parts]}
+                for old, parts in self.split
+            ],
+            "merged": [
+                {"before": [[str(b) for b in p] for p in parts], "after": [str(b) for b in new]}
+                for parts, new in self.merged
+            ],
         }
 
 
@@ -351,9 +411,11 @@ def explain(gr: Grouping, bdf: Bdf | str) -> list[str]:
         return out
     g = gr.groups[dec.group]
     others = [str(x) for x in g.devices if x != b]
-    out.append(f"  IOMMU group {dec.group}" + (f" with {', '.join(others)}" if others
-                                               else " (alone)")
-               + ("" if g.certain else "  [UNCERTAIN: computed from partial data]"))
+    out.append(
+        f"  IOMMU group {dec.group}"
+        + (f" with {', '.join(others)}" if others else " (alone)")
+        + ("" if g.certain else "  [UNCERTAIN: computed from partial data]")
+    )
     if f.kernel_group is not None:
         out.append(f"  the running kernel put it in group {f.kernel_group}")
     # path to the root
@@ -363,8 +425,9 @@ def explain(gr: Grouping, bdf: Bdf | str) -> list[str]:
         fv = topo.functions[cur]
         v = acs.acs_enabled(cur)
         ctl = acs.ctrl(cur)
-        acs_s = ("no ACS capability" if fv.acs is None
-                 else f"ACS cap {fv.acs.cap:#06x} ctl {ctl:#06x}")
+        acs_s = (
+            "no ACS capability" if fv.acs is None else f"ACS cap {fv.acs.cap:#06x} ctl {ctl:#06x}"
+        )
         if not fv.acs_known:
             acs_s = "ACS unknown (config not readable)"
         mark = "ok " if v.ok else "NO "
@@ -400,32 +463,36 @@ def report(
     for g in gr.groups:
         v = viability(topo, g)
         kgs = {topo.functions[b].kernel_group for b in g.devices}
-        groups_j.append({
-            "id": g.id,
-            "devices": [str(b) for b in g.devices],
-            "viable": v.viable,
-            "blockers": [{"device": str(b), "driver": d} for b, d in v.blockers],
-            "certain": g.certain,
-            "anchor": str(gr.decisions[g.devices[0]].anchor or g.devices[0]),
-            "reasons": [r.detail for r in gr.group_reasons(g)],
-            "reason_details": [r.to_json() for r in gr.group_reasons(g)],
-            "kernel_group": kgs.pop() if len(kgs) == 1 else None,
-        })
+        groups_j.append(
+            {
+                "id": g.id,
+                "devices": [str(b) for b in g.devices],
+                "viable": v.viable,
+                "blockers": [{"device": str(b), "driver": d} for b, d in v.blockers],
+                "certain": g.certain,
+                "anchor": str(gr.decisions[g.devices[0]].anchor or g.devices[0]),
+                "reasons": [r.detail for r in gr.group_reasons(g)],
+                "reason_details": [r.to_json() for r in gr.group_reasons(g)],
+                "kernel_group": kgs.pop() if len(kgs) == 1 else None,
+            }
+        )
     devices_j = []
     for f in topo:
         pv = pasid_eligibility(acs, f.bdf, memo) if f.iommu else None
-        devices_j.append({
-            "bdf": str(f.bdf),
-            "id": f.id_str,
-            "class": f"{f.class_code:04x}",
-            "pcie_type": f.pcie_type.file_name if f.pcie_type is not None else "none",
-            "name": f.name,
-            "driver": f.driver,
-            "group": gr.group_of.get(f.bdf),
-            "kernel_group": f.kernel_group,
-            "certain": f.certain,
-            "pasid": pv.to_json() if pv else None,
-        })
+        devices_j.append(
+            {
+                "bdf": str(f.bdf),
+                "id": f.id_str,
+                "class": f"{f.class_code:04x}",
+                "pcie_type": f.pcie_type.file_name if f.pcie_type is not None else "none",
+                "name": f.name,
+                "driver": f.driver,
+                "group": gr.group_of.get(f.bdf),
+                "kernel_group": f.kernel_group,
+                "certain": f.certain,
+                "pasid": pv.to_json() if pv else None,
+            }
+        )
     out: dict[str, Any] = {
         "source": topo.source,
         "partial": topo.partial or any(not g.certain for g in gr.groups),
@@ -438,24 +505,42 @@ def report(
         out["kernel_comparison"] = compare_with_kernel(gr)
     if p2p:
         out["p2p"] = [
-            {"devices": [str(b) for b in d.devices], "reasons": d.reasons,
-             "groups": sorted({gr.group_of[b] for b in d.devices if b in gr.group_of}),
-             "crosses_groups": len({gr.group_of.get(b) for b in d.devices}) > 1}
+            {
+                "devices": [str(b) for b in d.devices],
+                "reasons": d.reasons,
+                "groups": sorted({gr.group_of[b] for b in d.devices if b in gr.group_of}),
+                "crosses_groups": len({gr.group_of.get(b) for b in d.devices}) > 1,
+            }
             for d in p2p_domains(topo, acs)
         ]
     if acs_override is not None:
         ov = AcsOverride.parse(acs_override) if isinstance(acs_override, str) else acs_override
         o = acs.opts
-        after = group(topo, options=KernelOptions(o.acs_enable, o.enable_acs, o.ats_disabled,
-                                                  o.disable_acs_redir, o.config_acs, ov,
-                                                  o.amd_ivrs))
+        after = group(
+            topo,
+            options=KernelOptions(
+                o.acs_enable,
+                o.enable_acs,
+                o.ats_disabled,
+                o.disable_acs_redir,
+                o.config_acs,
+                ov,
+                o.amd_ivrs,
+            ),
+        )
         out["what_if"] = {
             "acs_override": str(ov),
-            "groups": [{"id": g.id, "devices": [str(b) for b in g.devices],
-                        "viable": viability(topo, g).viable} for g in after.groups],
+            "groups": [
+                {
+                    "id": g.id,
+                    "devices": [str(b) for b in g.devices],
+                    "viable": viability(topo, g).viable,
+                }
+                for g in after.groups
+            ],
             "diff": diff(gr, after).to_json(),
             "warning": "pcie_acs_override changes no hardware register: devices it separates "
-                       "can still reach each other by peer-to-peer DMA (see p2p)",
+            "can still reach each other by peer-to-peer DMA (see p2p)",
         }
     return out
 
@@ -469,11 +554,16 @@ def compare_with_kernel(gr: Grouping) -> dict[str, Any]:
             kern.setdefault(f.kernel_group, []).append(f.bdf)
     ours = {frozenset(g.devices) for g in gr.groups}
     theirs = {frozenset(v) for v in kern.values()}
-    only_ours = sorted((sorted(map(str, s)) for s in ours - theirs))
-    only_kernel = sorted((sorted(map(str, s)) for s in theirs - ours))
+    only_ours = sorted(sorted(map(str, s)) for s in ours - theirs)
+    only_kernel = sorted(sorted(map(str, s)) for s in theirs - ours)
     numbers_match = all(
-        topo.functions[b].kernel_group == gr.group_of.get(b) for b in topo.order
-        if topo.functions[b].kernel_group is not None)
-    return {"partition_matches": not only_ours and not only_kernel,
-            "numbers_match": numbers_match,
-            "only_computed": only_ours, "only_kernel": only_kernel}
+        topo.functions[b].kernel_group == gr.group_of.get(b)
+        for b in topo.order
+        if topo.functions[b].kernel_group is not None
+    )
+    return {
+        "partition_matches": not only_ours and not only_kernel,
+        "numbers_match": numbers_match,
+        "only_computed": only_ours,
+        "only_kernel": only_kernel,
+    }

@@ -47,9 +47,28 @@ from .model import Acs, Bdf, PcieType, PciFunction, Topology, TopologyError, dev
 __all__ = ["FIELDS", "dump", "load", "load_default_host", "parse"]
 
 FIELDS = (
-    "bdf", "id", "class", "pcie_type", "parent", "acs", "multifunction", "driver", "dma_alias",
-    "secondary_bus", "pasid", "ats", "eetlp_prefix", "virtfn", "physfn", "subsystem",
-    "revision", "iommu", "untrusted", "pch_acs_workaround", "kernel_group", "name",
+    "bdf",
+    "id",
+    "class",
+    "pcie_type",
+    "parent",
+    "acs",
+    "multifunction",
+    "driver",
+    "dma_alias",
+    "secondary_bus",
+    "pasid",
+    "ats",
+    "eetlp_prefix",
+    "virtfn",
+    "physfn",
+    "subsystem",
+    "revision",
+    "iommu",
+    "untrusted",
+    "pch_acs_workaround",
+    "kernel_group",
+    "name",
 )
 _REQUIRED = ("bdf", "id", "pcie_type", "parent")
 
@@ -83,7 +102,7 @@ def _bool(v: Any, where: str, key: str) -> bool:
 
 def _id_pair(v: Any, where: str, key: str) -> tuple[int, int]:
     if not isinstance(v, str) or v.count(":") != 1:
-        raise _err(where, f"{key} must be \"vvvv:dddd\" (hex vendor:device), not {v!r}")
+        raise _err(where, f'{key} must be "vvvv:dddd" (hex vendor:device), not {v!r}')
     a, b = v.split(":")
     try:
         va, vb = int(a, 16), int(b, 16)
@@ -107,7 +126,7 @@ def _devfn(v: Any, where: str) -> int:
             slot, fn = -1, -1
         if 0 <= slot <= 0x1F and 0 <= fn <= 7:
             return (slot << 3) | fn
-    raise _err(where, f"dma_alias entry {v!r} is not a devfn (\"dd.f\" or 0..255)")
+    raise _err(where, f'dma_alias entry {v!r} is not a devfn ("dd.f" or 0..255)')
 
 
 def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
@@ -120,7 +139,7 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
     if missing:
         raise _err(where, f"missing required key(s): {', '.join(missing)}")
     try:
-        bdf = Bdf.parse(bdf_raw)
+        bdf = Bdf.parse(str(bdf_raw))
     except ValueError as e:
         raise _err(where, f"bad bdf: {e}") from None
     where = str(bdf)
@@ -133,8 +152,9 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
     except KeyError:
         from .model import PCIE_TYPE_FILE_NAMES
 
-        raise _err(where, f"pcie_type {pt_raw!r} is not one of "
-                          f"{', '.join(PCIE_TYPE_FILE_NAMES)}") from None
+        raise _err(
+            where, f"pcie_type {pt_raw!r} is not one of {', '.join(PCIE_TYPE_FILE_NAMES)}"
+        ) from None
     par = raw["parent"]
     parent: Bdf | None
     if par in ("root_bus", None):
@@ -148,13 +168,16 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
     if cls_raw is None:
         class_code = 0x0604 if pcie_type is not None and pcie_type.is_bridge else 0x0000
     else:
-        s = f"{cls_raw:x}" if isinstance(cls_raw, int) and not isinstance(cls_raw, bool) else \
-            str(cls_raw)
+        s = (
+            f"{cls_raw:x}"
+            if isinstance(cls_raw, int) and not isinstance(cls_raw, bool)
+            else str(cls_raw)
+        )
         s = s.lower().removeprefix("0x")
         try:
             n = int(s, 16)
         except ValueError:
-            raise _err(where, f"class {cls_raw!r} is not hex (e.g. \"0604\")") from None
+            raise _err(where, f'class {cls_raw!r} is not hex (e.g. "0604")') from None
         class_code = n >> 8 if len(s) == 6 else n
         if class_code > 0xFFFF:
             raise _err(where, f"class {cls_raw!r} has more than 4 (or 6) hex digits")
@@ -163,8 +186,10 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
     if acs_raw is not None:
         if not isinstance(acs_raw, Mapping) or "cap" not in acs_raw:
             raise _err(where, f"acs must be null or {{cap: 0x.., ctl: 0x..}}, not {acs_raw!r}")
-        acs = Acs(_int(acs_raw["cap"], where, "acs.cap"),
-                  _int(acs_raw.get("ctl", acs_raw.get("ctrl", 0)), where, "acs.ctl"))
+        acs = Acs(
+            _int(acs_raw["cap"], where, "acs.cap"),
+            _int(acs_raw.get("ctl", acs_raw.get("ctrl", 0)), where, "acs.ctl"),
+        )
     pasid_raw = raw.get("pasid", False)
     pasid = pexec = ppriv = False
     pwidth = 0
@@ -177,8 +202,9 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
         pasid = _bool(pasid_raw, where, "pasid")
         pwidth = 20 if pasid else 0
     eetlp_raw = raw.get("eetlp_prefix")
-    eetlp = (pcie_type is not None) if eetlp_raw is None else _bool(
-        eetlp_raw, where, "eetlp_prefix")
+    eetlp = (
+        (pcie_type is not None) if eetlp_raw is None else _bool(eetlp_raw, where, "eetlp_prefix")
+    )
     aliases = raw.get("dma_alias") or []
     if not isinstance(aliases, list):
         aliases = [aliases]
@@ -208,8 +234,9 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
         secondary_bus=None if sec is None else _int(sec, where, "secondary_bus", 0xFF),
         subsystem_vendor=subsystem[0],
         subsystem_device=subsystem[1],
-        revision=None if raw.get("revision") is None else _int(raw["revision"], where,
-                                                                "revision", 0xFF),
+        revision=None
+        if raw.get("revision") is None
+        else _int(raw["revision"], where, "revision", 0xFF),
         pasid=pasid,
         pasid_exec=pexec,
         pasid_priv=ppriv,
@@ -220,8 +247,7 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
         physfn=physfn,
         untrusted=_bool(raw.get("untrusted", False), where, "untrusted"),
         iommu=_bool(raw.get("iommu", bdf.domain < 0x10000), where, "iommu"),
-        pch_acs_workaround=_bool(raw.get("pch_acs_workaround", True), where,
-                                 "pch_acs_workaround"),
+        pch_acs_workaround=_bool(raw.get("pch_acs_workaround", True), where, "pch_acs_workaround"),
         kernel_group=None if kg is None else _int(kg, where, "kernel_group"),
         name=None if raw.get("name") is None else str(raw.get("name")),
     )
@@ -250,8 +276,9 @@ def parse(data: Any, *, source: str = "<data>") -> Topology:
             f = f.with_(multifunction=True)
         fns.append(f)
     try:
-        topo = Topology(fns, source=source,
-                        kernel_groups_known=any(f.kernel_group is not None for f in fns))
+        topo = Topology(
+            fns, source=source, kernel_groups_known=any(f.kernel_group is not None for f in fns)
+        )
     except TopologyError as e:
         raise TopologyError(f"{source}: {e}") from None
     return topo
@@ -302,8 +329,11 @@ def dump(topo: Topology) -> dict[str, Any]:
         if f.secondary_bus is not None:
             d["secondary_bus"] = f.secondary_bus
         if f.pasid:
-            d["pasid"] = {"exec": f.pasid_exec, "priv": f.pasid_priv,
-                          "max_width": f.pasid_max_width}
+            d["pasid"] = {
+                "exec": f.pasid_exec,
+                "priv": f.pasid_priv,
+                "max_width": f.pasid_max_width,
+            }
         if f.ats:
             d["ats"] = True
         if f.eetlp_prefix is not None:

@@ -13,6 +13,7 @@ is missing, which quirk, which alias), and a decision that consulted data we cou
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,7 @@ _STD_ENABLE = AcsFlag.SV | AcsFlag.RR | AcsFlag.CR | AcsFlag.UF
 _REDIR = AcsFlag.RR | AcsFlag.CR | AcsFlag.EC
 
 
+@functools.lru_cache(maxsize=256)
 def _flags(v: int) -> str:
     f = AcsFlag(v & 0x7F)
     return "|".join(f.names()) if f else "none"
@@ -266,7 +268,9 @@ class AcsState:
                     r = op.disable_acs_redir(dev, self.ctx)
                     if r is not None and r >= 0:
                         done = True
-                        log.append("pci=disable_acs_redir via pci_quirk_disable_intel_spt_pch_acs_redir")
+                        log.append(
+                            "pci=disable_acs_redir via pci_quirk_disable_intel_spt_pch_acs_redir"
+                        )
                         break
             if not done:
                 # __pci_config_acs starts from the *firmware* value, not the enabled one
@@ -306,19 +310,26 @@ class AcsState:
         """``pci_acs_flags_enabled()``."""
         unc = not dev.acs_known
         if dev.acs is None:
-            return AcsVerdict(dev.bdf, False, wanted, wanted, f"{rule}; no ACS capability", None,
-                              unc)
+            return AcsVerdict(
+                dev.bdf, False, wanted, wanted, f"{rule}; no ACS capability", None, unc
+            )
         cap = dev.acs.cap & ~self.dq[dev.bdf].acs_cap_mask
         need = wanted & (cap | AcsFlag.EC)
         ctrl = self.ctx.ctrl.get(dev.bdf, dev.acs.ctrl)
         missing = need & ~ctrl
         if missing:
-            return AcsVerdict(dev.bdf, False, wanted, missing,
-                              f"{rule}; ACS ctl {ctrl:#06x} lacks {_flags(missing)}", None, unc)
+            return AcsVerdict(
+                dev.bdf,
+                False,
+                wanted,
+                missing,
+                f"{rule}; ACS ctl {ctrl:#06x} lacks {_flags(missing)}",
+                None,
+                unc,
+            )
         hard = wanted & ~(cap | AcsFlag.EC)
         note = f" ({_flags(hard)} not implemented: taken as hard-wired)" if hard else ""
-        return AcsVerdict(dev.bdf, True, wanted, 0, f"{rule}; ACS ctl {ctrl:#06x}{note}", None,
-                          unc)
+        return AcsVerdict(dev.bdf, True, wanted, 0, f"{rule}; ACS ctl {ctrl:#06x}{note}", None, unc)
 
     def acs_enabled(self, bdf: Bdf, wanted: int = REQ_ACS_FLAGS) -> AcsVerdict:
         key = (bdf, int(wanted))
@@ -338,27 +349,52 @@ class AcsState:
                 if q.device in (dev.device, 0xFFFF):
                     r = q.impl(dev, wanted, self.ctx)
                     if r is not None and r >= 0:
-                        unc = not dev.pcie_known or (
-                            not dev.acs_known and "spt" in q.function
+                        unc = not dev.pcie_known or (not dev.acs_known and "spt" in q.function)
+                        return AcsVerdict(
+                            dev.bdf,
+                            r > 0,
+                            wanted,
+                            0 if r > 0 else wanted,
+                            f"quirk {q.function} ({q.id_str})",
+                            q.function,
+                            unc,
                         )
-                        return AcsVerdict(dev.bdf, r > 0, wanted, 0 if r > 0 else wanted,
-                                          f"quirk {q.function} ({q.id_str})", q.function, unc)
         unc_type = not dev.pcie_known
         if not dev.is_pcie:
-            return AcsVerdict(dev.bdf, False, wanted, wanted,
-                              "conventional PCI (no PCI Express capability): shared bus",
-                              None, unc_type)
+            return AcsVerdict(
+                dev.bdf,
+                False,
+                wanted,
+                wanted,
+                "conventional PCI (no PCI Express capability): shared bus",
+                None,
+                unc_type,
+            )
         t = dev.pcie_type
         if t is PcieType.PCIE_BRIDGE:
-            return AcsVerdict(dev.bdf, False, wanted, wanted,
-                              "PCI/PCI-X-to-PCIe bridge: treated as conventional PCI", None,
-                              unc_type)
+            return AcsVerdict(
+                dev.bdf,
+                False,
+                wanted,
+                wanted,
+                "PCI/PCI-X-to-PCIe bridge: treated as conventional PCI",
+                None,
+                unc_type,
+            )
         if t is PcieType.PCI_BRIDGE:
-            return AcsVerdict(dev.bdf, False, wanted, wanted,
-                              "PCIe-to-PCI/PCI-X bridge: ACS never applies", None, unc_type)
+            return AcsVerdict(
+                dev.bdf,
+                False,
+                wanted,
+                wanted,
+                "PCIe-to-PCI/PCI-X bridge: ACS never applies",
+                None,
+                unc_type,
+            )
         if t is PcieType.RC_EC:
-            return AcsVerdict(dev.bdf, False, wanted, wanted, "root complex event collector",
-                              None, unc_type)
+            return AcsVerdict(
+                dev.bdf, False, wanted, wanted, "root complex event collector", None, unc_type
+            )
         if t in (PcieType.DOWNSTREAM, PcieType.ROOT_PORT):
             kind = "root port" if t is PcieType.ROOT_PORT else "downstream port"
             v = self._flags_enabled(dev, wanted, kind)
@@ -371,8 +407,15 @@ class AcsState:
             if unc_type and not v.uncertain:
                 v = AcsVerdict(v.bdf, v.ok, v.wanted, v.missing, v.rule, v.quirk, True)
             return v
-        return AcsVerdict(dev.bdf, True, wanted, 0,
-                          f"single-function {t.name.lower()}: nothing to check", None, unc_type)
+        return AcsVerdict(
+            dev.bdf,
+            True,
+            wanted,
+            0,
+            f"single-function {t.name.lower()}: nothing to check",
+            None,
+            unc_type,
+        )
 
     def path_enabled(self, bdf: Bdf, wanted: int = REQ_ACS_FLAGS) -> AcsVerdict | None:
         """``pci_acs_path_enabled(bdf, NULL, wanted)``: ``None`` if the whole path passes,
@@ -441,18 +484,28 @@ class AcsState:
                     t = tmp.pcie_type
                     if t is PcieType.PCI_BRIDGE:
                         if PCI_DEV_FLAGS_PCI_BRIDGE_NO_ALIAS not in flags:
-                            steps.append(AliasStep(tmp_b, sec << 8,
-                                                   "PCIe-to-PCI bridge: secondary bus, devfn 00.0"))
+                            steps.append(
+                                AliasStep(
+                                    tmp_b, sec << 8, "PCIe-to-PCI bridge: secondary bus, devfn 00.0"
+                                )
+                            )
                     elif t is PcieType.PCIE_BRIDGE:
-                        steps.append(AliasStep(tmp_b, tmp_b.rid, "PCI-X-to-PCIe bridge takes "
-                                                                "ownership"))
+                        steps.append(
+                            AliasStep(tmp_b, tmp_b.rid, "PCI-X-to-PCIe bridge takes ownership")
+                        )
                 else:
                     if PCI_DEV_FLAG_PCIE_BRIDGE_ALIAS in flags:
-                        steps.append(AliasStep(tmp_b, sec << 8, "quirk_use_pcie_bridge_dma_alias:"
-                                                                " secondary bus, devfn 00.0"))
+                        steps.append(
+                            AliasStep(
+                                tmp_b,
+                                sec << 8,
+                                "quirk_use_pcie_bridge_dma_alias: secondary bus, devfn 00.0",
+                            )
+                        )
                     else:
-                        steps.append(AliasStep(tmp_b, tmp_b.rid,
-                                               "conventional PCI bridge takes ownership"))
+                        steps.append(
+                            AliasStep(tmp_b, tmp_b.rid, "conventional PCI bridge takes ownership")
+                        )
             assert bus.parent is not None
             bus = topo.buses[bus.parent]
         return steps
@@ -525,11 +578,15 @@ def pci_device_group_all(
 
     for f in topo:
         if not f.iommu:
-            why = ("not translated by an IOMMU (e.g. VMD child, or the IOMMU's own function)"
-                   if f.bdf.domain < 0x10000 else "VMD child device: VT-d refuses to remap it")
+            why = (
+                "not translated by an IOMMU (e.g. VMD child, or the IOMMU's own function)"
+                if f.bdf.domain < 0x10000
+                else "VMD child device: VT-d refuses to remap it"
+            )
             gr.ungrouped[f.bdf] = why
-            gr.decisions[f.bdf] = Decision(f.bdf, None,
-                                           [Reason("no_iommu", f.bdf, None, f"{f.bdf}: {why}")])
+            gr.decisions[f.bdf] = Decision(
+                f.bdf, None, [Reason("no_iommu", f.bdf, None, f"{f.bdf}: {why}")]
+            )
             continue
         d = _pci_device_group(gr, f, alias_rel, slot_mates)
         gr.decisions[f.bdf] = d
@@ -567,16 +624,27 @@ def _pci_device_group(
         pdev = step.bdf
         g = gr.group_of.get(step.bdf)
         if g is not None:
-            reasons.append(Reason(
-                "dma_alias", dev.bdf, step.bdf,
-                f"{dev.bdf} DMA is seen as {step.text()}, which already has group {g}"))
+            reasons.append(
+                Reason(
+                    "dma_alias",
+                    dev.bdf,
+                    step.bdf,
+                    f"{dev.bdf} DMA is seen as {step.text()}, which already has group {g}",
+                )
+            )
             dec.group = g
             dec.anchor = step.bdf
             return dec
     if pdev != dev.bdf:
-        reasons.append(Reason("dma_alias", dev.bdf, pdev,
-                              f"{dev.bdf} DMA carries the requester ID of {pdev} "
-                              "(alias above it): grouping starts from there"))
+        reasons.append(
+            Reason(
+                "dma_alias",
+                dev.bdf,
+                pdev,
+                f"{dev.bdf} DMA carries the requester ID of {pdev} "
+                "(alias above it): grouping starts from there",
+            )
+        )
 
     # 2. climb while the bridge above is not ACS-isolated up to the root bus
     bus = topo.bus_of(pdev)
@@ -592,10 +660,16 @@ def _pci_device_group(
             dec.path.append(fail)
             pdev = br
             where = "" if fail.bdf == br else f" (path fails at {fail.bdf})"
-            reasons.append(Reason(
-                "acs_path", dev.bdf, br,
-                f"{br} is not ACS-isolated{where}: {fail.text()}; devices below anchor on {br}",
-                fail.missing, fail.quirk))
+            reasons.append(
+                Reason(
+                    "acs_path",
+                    dev.bdf,
+                    br,
+                    f"{br} is not ACS-isolated{where}: {fail.text()}; devices below anchor on {br}",
+                    fail.missing,
+                    fail.quirk,
+                )
+            )
             g = gr.group_of.get(br)
             if g is not None:
                 dec.group, dec.anchor, dec.uncertain = g, br, gr._cur_unc
@@ -621,15 +695,19 @@ def _pci_device_group(
             why = f"the path above {dev.bdf} is ACS-isolated up to the root bus"
         reasons.append(Reason("new_group", dev.bdf, None, f"new group {gid}: {why}"))
     else:
-        reasons.append(Reason("new_group", dev.bdf, pdev,
-                              f"new group {gid}, anchored at {pdev}"))
+        reasons.append(Reason("new_group", dev.bdf, pdev, f"new group {gid}, anchored at {pdev}"))
     dec.group, dec.uncertain = gid, gr._cur_unc
     return dec
 
 
 def _alias_group(
-    gr: Grouping, pdev: Bdf, devfns: set[int], alias_rel: dict[Bdf, list[Bdf]],
-    slot_mates: dict[tuple[int, int, int], list[Bdf]], reasons: list[Reason], who: Bdf,
+    gr: Grouping,
+    pdev: Bdf,
+    devfns: set[int],
+    alias_rel: dict[Bdf, list[Bdf]],
+    slot_mates: dict[tuple[int, int, int], list[Bdf]],
+    reasons: list[Reason],
+    who: Bdf,
 ) -> int | None:
     """``get_pci_alias_group()``: the devfn bitmap guards against alias loops."""
     if pdev.devfn in devfns:
@@ -643,9 +721,15 @@ def _alias_group(
         if g is None:
             g = _function_alias_group(gr, tmp, devfns, alias_rel, slot_mates, reasons, who)
         if g is not None:
-            reasons.append(Reason("alias_group", who, tmp,
-                                  f"{pdev} and {tmp} are DMA aliases on one bus "
-                                  f"({_alias_why(gr, pdev, tmp)}): group {g}"))
+            reasons.append(
+                Reason(
+                    "alias_group",
+                    who,
+                    tmp,
+                    f"{pdev} and {tmp} are DMA aliases on one bus "
+                    f"({_alias_why(gr, pdev, tmp)}): group {g}",
+                )
+            )
             return g
     return None
 
@@ -658,8 +742,13 @@ def _alias_why(gr: Grouping, a: Bdf, b: Bdf) -> str:
 
 
 def _function_alias_group(
-    gr: Grouping, pdev: Bdf, devfns: set[int], alias_rel: dict[Bdf, list[Bdf]],
-    slot_mates: dict[tuple[int, int, int], list[Bdf]], reasons: list[Reason], who: Bdf,
+    gr: Grouping,
+    pdev: Bdf,
+    devfns: set[int],
+    alias_rel: dict[Bdf, list[Bdf]],
+    slot_mates: dict[tuple[int, int, int], list[Bdf]],
+    reasons: list[Reason],
+    who: Bdf,
 ) -> int | None:
     """``get_pci_function_alias_group()``: non-isolated functions of a multifunction slot."""
     acs = gr.acs
@@ -679,11 +768,17 @@ def _function_alias_group(
             continue
         g = _alias_group(gr, tmp, devfns, alias_rel, slot_mates, reasons, who)
         if g is not None:
-            reasons.append(Reason(
-                "function_alias", who, tmp,
-                f"{pdev} joins group {g} of {tmp}: functions of one multifunction slot, "
-                f"neither ACS-isolated ({pdev}: {mine.rule}; {tmp}: {theirs.rule})",
-                mine.missing, mine.quirk or theirs.quirk))
+            reasons.append(
+                Reason(
+                    "function_alias",
+                    who,
+                    tmp,
+                    f"{pdev} joins group {g} of {tmp}: functions of one multifunction slot, "
+                    f"neither ACS-isolated ({pdev}: {mine.rule}; {tmp}: {theirs.rule})",
+                    mine.missing,
+                    mine.quirk or theirs.quirk,
+                )
+            )
             return g
     return None
 
@@ -698,8 +793,15 @@ def group(
     opts = options or KernelOptions()
     if acs_override is not None:
         ov = AcsOverride.parse(acs_override) if isinstance(acs_override, str) else acs_override
-        opts = KernelOptions(opts.acs_enable, opts.enable_acs, opts.ats_disabled,
-                             opts.disable_acs_redir, opts.config_acs, ov, opts.amd_ivrs)
+        opts = KernelOptions(
+            opts.acs_enable,
+            opts.enable_acs,
+            opts.ats_disabled,
+            opts.disable_acs_redir,
+            opts.config_acs,
+            ov,
+            opts.amd_ivrs,
+        )
     return pci_device_group_all(topo, opts)
 
 

@@ -1,6 +1,6 @@
 """The PCI fabric as the kernel sees it when an IOMMU driver groups devices.
 
-Kernel: ``struct pci_dev`` (vendor, device, devfn, ``multifunction``, ``pcie_cap``/``pcie_flags_reg``
+Kernel: ``struct pci_dev`` (vendor, device, devfn, ``multifunction``, ``pcie_flags_reg``
 for the PCIe port type, ``acs_cap``/``acs_capabilities``, ``dma_alias_mask``, ``dev_flags``,
 ``is_virtfn``, ``pasid_cap``, ``eetlp_prefix_max``) and ``struct pci_bus`` (``self`` = the bridge
 above it, ``NULL`` on root buses and on the virtual buses SR-IOV creates for VFs).
@@ -17,6 +17,7 @@ import enum
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 __all__ = [
     "ACS_ALL",
@@ -43,7 +44,8 @@ class TopologyError(ValueError):
 
 
 class AcsFlag(enum.IntFlag):
-    """ACS capability/control bits (``include/uapi/linux/pci_regs.h``, same bit in both registers)."""
+    """ACS capability/control bits (``include/uapi/linux/pci_regs.h``; same bit in both
+    registers)."""
 
     SV = 0x0001  # PCI_ACS_SV  Source Validation
     TB = 0x0002  # PCI_ACS_TB  Translation Blocking
@@ -122,9 +124,9 @@ PCIE_TYPE_FILE_NAMES: tuple[str, ...] = (*_TYPE_FILE_NAMES.values(), "none")
 _BDF_RE = re.compile(r"^([0-9a-fA-F]{4,8}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class Bdf:
-    """A PCI address: domain (segment), bus, device (slot), function."""
+class Bdf(NamedTuple):
+    """A PCI address: domain (segment), bus, device (slot), function. A tuple, so it hashes
+    and sorts fast (10k-function fabrics look addresses up millions of times)."""
 
     domain: int
     bus: int
@@ -154,6 +156,9 @@ class Bdf:
 
     def __str__(self) -> str:
         return f"{self.domain:04x}:{self.bus:02x}:{self.dev:02x}.{self.fn}"
+
+    def __repr__(self) -> str:
+        return f"Bdf({self})"
 
 
 def devfn_str(devfn: int) -> str:
@@ -281,7 +286,9 @@ class PciBus:
 class Topology:
     """A validated PCI fabric.
 
-    Construction checks: unique addresses, ``parent`` exists and is a bridge, no cycles, a bus
+    As ``pci_scan_slot()`` does, every non-VF function other than 0 is multifunction whatever
+    its header type byte says (QEMU leaves the bit clear on function 1, for one). Construction
+    checks: unique addresses, ``parent`` exists and is a bridge, no cycles, a bus
     number belongs to one bridge (or is a root bus), ``dma_alias`` devfns in range. Functions
     are kept in probe order (``self.order``).
     """
@@ -303,6 +310,9 @@ class Topology:
         self.kernel_groups_known = kernel_groups_known
         self.functions: dict[Bdf, PciFunction] = {}
         for f in functions:
+            if f.bdf.fn > 0 and not f.is_virtfn and not f.multifunction:
+                # pci_scan_slot(): "if (fn > 0) dev->multifunction = 1", whatever the header
+                f = replace(f, multifunction=True)
             if f.bdf in self.functions:
                 raise TopologyError(f"{f.bdf}: duplicate PCI address (each bdf may appear once)")
             self.functions[f.bdf] = f
@@ -355,7 +365,7 @@ class Topology:
                 path.append(cur)
                 cur = self.functions[cur].parent
             if cur is not None and state.get(cur) == 1:
-                cyc = path[path.index(cur) :] + [cur]
+                cyc = [*path[path.index(cur):], cur]
                 raise TopologyError(
                     f"{start}: parent links form a cycle ({' -> '.join(map(str, cyc))})"
                 )
@@ -419,10 +429,10 @@ class Topology:
                         f"{f.bdf}: parent is {f.parent} but bus {f.bdf.bus:02x} is {what}"
                     )
                 if not f.is_virtfn:
-                    sec = self.secondary.get(f.parent)
+                    psec = self.secondary.get(f.parent)
                     raise TopologyError(
                         f"{f.bdf}: parent {f.parent} has secondary bus "
-                        f"{sec[1] if sec else 0:02x}; only SR-IOV VFs (virtfn: true) may sit "
+                        f"{psec[1] if psec else 0:02x}; only SR-IOV VFs (virtfn: true) may sit "
                         "on another bus number below a bridge"
                     )
                 if bus is None:
@@ -463,7 +473,7 @@ class Topology:
             order.extend(devs)
             child_keys = [self.secondary[d] for d in devs if d in self.secondary]
             stack.extend(reversed(child_keys))
-        for key, bus in self.buses.items():
+        for bus in self.buses.values():
             if bus.is_virtual:
                 vfs.extend(bus.devices)
         seen = set(order)

@@ -103,9 +103,7 @@ def pci_quirk_xgene_acs(dev: PciFunction, flags: int, ctx: QuirkContext) -> int 
     return acs_ctrl_enabled(flags, SV_RR_CR_UF)
 
 
-def pci_quirk_zhaoxin_pcie_ports_acs(
-    dev: PciFunction, flags: int, ctx: QuirkContext
-) -> int | None:
+def pci_quirk_zhaoxin_pcie_ports_acs(dev: PciFunction, flags: int, ctx: QuirkContext) -> int | None:
     if dev.pcie_type not in (PcieType.ROOT_PORT, PcieType.DOWNSTREAM):
         return None
     d = dev.device
@@ -114,17 +112,17 @@ def pci_quirk_zhaoxin_pcie_ports_acs(
     return 0  # the kernel returns false: other Zhaoxin ports are *not* isolated
 
 
-INTEL_PCH_ACS_IDS: frozenset[int] = frozenset(
-    [*range(0x3B42, 0x3B52)]  # Ibexpeak
-    + [*range(0x1C10, 0x1C20)]  # Cougarpoint
-    + [*range(0x1E10, 0x1E20)]  # Pantherpoint
-    + [*range(0x8C10, 0x8C20)]  # Lynxpoint-H
-    + [*range(0x9C10, 0x9C1C)]  # Lynxpoint-LP
-    + [*range(0x9C90, 0x9C9C)]  # Wildcat
-    + [*range(0x1D10, 0x1D1F, 2)]  # Patsburg (X79)
-    + [*range(0x8D10, 0x8D1F)]  # Wellsburg (X99)
-    + [*range(0x8C90, 0x8C9F, 2)]  # Lynx Point (9 series)
-)
+INTEL_PCH_ACS_IDS: frozenset[int] = frozenset([
+    *range(0x3B42, 0x3B52),  # Ibexpeak
+    *range(0x1C10, 0x1C20),  # Cougarpoint
+    *range(0x1E10, 0x1E20),  # Pantherpoint
+    *range(0x8C10, 0x8C20),  # Lynxpoint-H
+    *range(0x9C10, 0x9C1C),  # Lynxpoint-LP
+    *range(0x9C90, 0x9C9C),  # Wildcat
+    *range(0x1D10, 0x1D1F, 2),  # Patsburg (X79)
+    *range(0x8D10, 0x8D1F),  # Wellsburg (X99)
+    *range(0x8C90, 0x8C9F, 2),  # Lynx Point (9 series)
+])
 
 
 def _intel_pch_match(dev: PciFunction) -> bool:
@@ -188,8 +186,16 @@ def pci_quirk_al_acs(dev: PciFunction, flags: int, ctx: QuirkContext) -> int | N
 
 def pci_quirk_wangxun_nic_acs(dev: PciFunction, flags: int, ctx: QuirkContext) -> int | None:
     d = dev.device
-    if 0x0100 <= d <= 0x010F or d in (0x1001, 0x2001, 0x5010, 0x5025, 0x5040, 0x5110, 0x5125,
-                                       0x5140):
+    if 0x0100 <= d <= 0x010F or d in (
+        0x1001,
+        0x2001,
+        0x5010,
+        0x5025,
+        0x5040,
+        0x5110,
+        0x5125,
+        0x5140,
+    ):
         return acs_ctrl_enabled(flags, SV_RR_CR_UF)
     return 0  # the kernel returns false for every other Wangxun device
 
@@ -221,23 +227,76 @@ _MFN = "pci_quirk_mf_endpoint_acs"
 
 #: ``pci_dev_acs_enabled[]``, Linux 7.3 order.
 PCI_DEV_ACS_ENABLED: tuple[AcsQuirk, ...] = tuple(
-    _q(V_ATI, [0x4385, 0x439C, 0x4383, 0x439D, 0x4384, 0x4399], pci_quirk_amd_sb_acs,
-       "pci_quirk_amd_sb_acs")
+    _q(
+        V_ATI,
+        [0x4385, 0x439C, 0x4383, 0x439D, 0x4384, 0x4399],
+        pci_quirk_amd_sb_acs,
+        "pci_quirk_amd_sb_acs",
+    )
     + _q(V_AMD, [0x780F, 0x7809], pci_quirk_amd_sb_acs, "pci_quirk_amd_sb_acs")
     + _q(V_SOLARFLARE, [0x0903, 0x0923, 0x0A03], _MF, _MFN)
-    + _q(V_INTEL, [
-        0x10C6, 0x10DB, 0x10DD, 0x10E1, 0x10F1, 0x10F7, 0x10F8, 0x10F9, 0x10FA, 0x10FB,
-        0x10FC, 0x1507, 0x1514, 0x151C, 0x1529, 0x152A, 0x154D, 0x154F, 0x1551, 0x1558,  # 82598/82599/X540/X550
-        0x1509, 0x150E, 0x150F, 0x1510, 0x1511, 0x1516, 0x1527,  # 82580
-        0x10C9, 0x10E6, 0x10E7, 0x10E8, 0x150A, 0x150D, 0x1518, 0x1526,  # 82576
-        0x10A7, 0x10A9, 0x10D6,  # 82575
-        0x1521, 0x1522, 0x1523, 0x1524,  # I350
-        0x105E, 0x105F, 0x1060, 0x10D9,  # 82571 (Quads omitted due to non-ACS switch)
-        0x15B7, 0x15B8,  # I219
-    ], _MF, _MFN)
+    + _q(
+        V_INTEL,
+        [
+            0x10C6,
+            0x10DB,
+            0x10DD,
+            0x10E1,
+            0x10F1,
+            0x10F7,
+            0x10F8,
+            0x10F9,
+            0x10FA,
+            0x10FB,
+            0x10FC,
+            0x1507,
+            0x1514,
+            0x151C,
+            0x1529,
+            0x152A,
+            0x154D,
+            0x154F,
+            0x1551,
+            0x1558,  # 82598/82599/X540/X550
+            0x1509,
+            0x150E,
+            0x150F,
+            0x1510,
+            0x1511,
+            0x1516,
+            0x1527,  # 82580
+            0x10C9,
+            0x10E6,
+            0x10E7,
+            0x10E8,
+            0x150A,
+            0x150D,
+            0x1518,
+            0x1526,  # 82576
+            0x10A7,
+            0x10A9,
+            0x10D6,  # 82575
+            0x1521,
+            0x1522,
+            0x1523,
+            0x1524,  # I350
+            0x105E,
+            0x105F,
+            0x1060,
+            0x10D9,  # 82571 (Quads omitted due to non-ACS switch)
+            0x15B7,
+            0x15B8,  # I219
+        ],
+        _MF,
+        _MFN,
+    )
     + _q(V_INTEL, [ANY_ID], pci_quirk_rciep_acs, "pci_quirk_rciep_acs")
-    + _q(V_QCOM, [0x0400, 0x0401, 0x0115, 0x0111, 0x0120], pci_quirk_isolated_rp,
-         "pci_quirk_qcom_rp_acs")
+    + _q(
+        V_QCOM,
+        [0x0400, 0x0401, 0x0115, 0x0111, 0x0120],
+        pci_quirk_isolated_rp,
+        "pci_quirk_qcom_rp_acs",
+    )
     + _q(V_HXT, [0x0401], pci_quirk_isolated_rp, "pci_quirk_qcom_rp_acs")
     + _q(V_INTEL, [ANY_ID], pci_quirk_intel_pch_acs, "pci_quirk_intel_pch_acs")
     + _q(V_INTEL, [ANY_ID], pci_quirk_intel_spt_pch_acs, "pci_quirk_intel_spt_pch_acs")
@@ -247,20 +306,48 @@ PCI_DEV_ACS_ENABLED: tuple[AcsQuirk, ...] = tuple(
     + _q(V_CAVIUM, [0xA026, 0xA059, 0xA060], _MF, _MFN)  # Octeon 10 CN10K
     + _q(V_AMCC, [0xE004], pci_quirk_xgene_acs, "pci_quirk_xgene_acs")
     + _q(V_AMPERE, range(0xE005, 0xE00D), pci_quirk_xgene_acs, "pci_quirk_xgene_acs")
-    + _q(V_BROADCOM, [0x16D7, 0x1750, 0x1751, 0x1752, 0x1760, 0x1761, 0x1762, 0x1763],
-         _MF, _MFN)
+    + _q(V_BROADCOM, [0x16D7, 0x1750, 0x1751, 0x1752, 0x1760, 0x1761, 0x1762, 0x1763], _MF, _MFN)
     + _q(V_BROADCOM, [0xD714], pci_quirk_isolated_rp, "pci_quirk_brcm_acs")
-    + _q(V_LOONGSON, [0x3C09, 0x3C19, 0x3C29, 0x7A09, 0x7A19, 0x7A29, 0x7A39, 0x7A49,
-                      0x7A59, 0x7A69], pci_quirk_isolated_rp, "pci_quirk_loongson_acs")
+    + _q(
+        V_LOONGSON,
+        [0x3C09, 0x3C19, 0x3C29, 0x7A09, 0x7A19, 0x7A29, 0x7A39, 0x7A49, 0x7A59, 0x7A69],
+        pci_quirk_isolated_rp,
+        "pci_quirk_loongson_acs",
+    )
     + _q(V_ANNAPURNA, [0x0031], pci_quirk_al_acs, "pci_quirk_al_acs")
     + _q(V_ZHAOXIN, [0x3038, 0x3104, 0x9083], _MF, _MFN)
-    + _q(V_NXP, [
-        0x8D81, 0x8DA1, 0x8D83, 0x8D80, 0x8DA0, 0x8D82, 0x8D90, 0x8DB0, 0x8D92, 0x8D91,
-        0x8DB1, 0x8D93, 0x8D89, 0x8DA9, 0x8D8B, 0x8D88, 0x8DA8, 0x8D8A, 0x8D98, 0x8DB8,
-        0x8D9A, 0x8D99, 0x8DB9, 0x8D9B,
-    ], pci_quirk_isolated_rp, "pci_quirk_nxp_rp_acs")
-    + _q(V_ZHAOXIN, [ANY_ID], pci_quirk_zhaoxin_pcie_ports_acs,
-         "pci_quirk_zhaoxin_pcie_ports_acs")
+    + _q(
+        V_NXP,
+        [
+            0x8D81,
+            0x8DA1,
+            0x8D83,
+            0x8D80,
+            0x8DA0,
+            0x8D82,
+            0x8D90,
+            0x8DB0,
+            0x8D92,
+            0x8D91,
+            0x8DB1,
+            0x8D93,
+            0x8D89,
+            0x8DA9,
+            0x8D8B,
+            0x8D88,
+            0x8DA8,
+            0x8D8A,
+            0x8D98,
+            0x8DB8,
+            0x8D9A,
+            0x8D99,
+            0x8DB9,
+            0x8D9B,
+        ],
+        pci_quirk_isolated_rp,
+        "pci_quirk_nxp_rp_acs",
+    )
+    + _q(V_ZHAOXIN, [ANY_ID], pci_quirk_zhaoxin_pcie_ports_acs, "pci_quirk_zhaoxin_pcie_ports_acs")
     + _q(V_WANGXUN, [ANY_ID], pci_quirk_wangxun_nic_acs, "pci_quirk_wangxun_nic_acs")
 )
 
@@ -329,10 +416,13 @@ class AcsOverride:
                 return 1
             if dev.pcie_type in (PcieType.DOWNSTREAM, PcieType.ROOT_PORT):
                 return 1 if self.downstream else None
-            if dev.pcie_type in (PcieType.ENDPOINT, PcieType.UPSTREAM, PcieType.LEG_END,
-                                 PcieType.RC_END):
-                if self.multifunction and dev.multifunction:
-                    return 1
+            if dev.pcie_type in (
+                PcieType.ENDPOINT,
+                PcieType.UPSTREAM,
+                PcieType.LEG_END,
+                PcieType.RC_END,
+            ) and self.multifunction and dev.multifunction:
+                return 1
             return None
 
         return AcsQuirk(ANY_ID, ANY_ID, "pcie_acs_overrides (out-of-tree)", pcie_acs_overrides)
@@ -389,8 +479,13 @@ class AcsOps:
 #: ``pci_dev_acs_ops[]``: they run instead of ``pci_std_enable_acs`` when they match.
 ACS_ENABLE_OPS: tuple[AcsOps, ...] = (
     AcsOps(V_INTEL, ANY_ID, "pci_quirk_enable_intel_pch_acs", pci_quirk_enable_intel_pch_acs),
-    AcsOps(V_INTEL, ANY_ID, "pci_quirk_enable_intel_spt_pch_acs",
-           pci_quirk_enable_intel_spt_pch_acs, pci_quirk_disable_intel_spt_pch_acs_redir),
+    AcsOps(
+        V_INTEL,
+        ANY_ID,
+        "pci_quirk_enable_intel_spt_pch_acs",
+        pci_quirk_enable_intel_spt_pch_acs,
+        pci_quirk_disable_intel_spt_pch_acs_redir,
+    ),
 )
 
 
@@ -439,36 +534,89 @@ DMA_ALIAS_QUIRKS: tuple[AliasQuirk, ...] = (
     AliasQuirk(V_RICOH, 0xE476, "quirk_dma_func0_alias", "func0"),
     AliasQuirk(V_GLENFLY, 0x3D40, "quirk_dma_func0_alias", "func0"),
     AliasQuirk(V_GLENFLY, 0x3D41, "quirk_dma_func0_alias", "func0"),
-    *(AliasQuirk(V_MARVELL_EXT, d, _F1, "func1") for d in (
-        0x9120, 0x9123, 0x9125, 0x9128, 0x9130, 0x9170, 0x9172, 0x917A, 0x9182, 0x9183,
-        0x91A0, 0x9215, 0x9220, 0x9230, 0x9235)),
+    *(
+        AliasQuirk(V_MARVELL_EXT, d, _F1, "func1")
+        for d in (
+            0x9120,
+            0x9123,
+            0x9125,
+            0x9128,
+            0x9130,
+            0x9170,
+            0x9172,
+            0x917A,
+            0x9182,
+            0x9183,
+            0x91A0,
+            0x9215,
+            0x9220,
+            0x9230,
+            0x9235,
+        )
+    ),
     AliasQuirk(V_TTI, 0x0642, _F1, "func1"),
     AliasQuirk(V_TTI, 0x0645, _F1, "func1"),
     AliasQuirk(V_JMICRON, 0x2392, _F1, "func1"),  # JMB388_ESD
     AliasQuirk(0x1C28, 0x0122, _F1, "func1"),  # Lite-On / Plextor M6E (Marvell 88SS9183)
-    AliasQuirk(V_ADAPTEC2, 0x0285, "quirk_fixed_dma_alias", "fixed", (_devfn(1, 0),),
-               (V_ADAPTEC2, 0x02BB)),  # Adaptec 3405
-    AliasQuirk(V_ADAPTEC2, 0x0285, "quirk_fixed_dma_alias", "fixed", (_devfn(1, 0),),
-               (V_ADAPTEC2, 0x02BC)),  # Adaptec 3805
+    AliasQuirk(
+        V_ADAPTEC2, 0x0285, "quirk_fixed_dma_alias", "fixed", (_devfn(1, 0),), (V_ADAPTEC2, 0x02BB)
+    ),  # Adaptec 3405
+    AliasQuirk(
+        V_ADAPTEC2, 0x0285, "quirk_fixed_dma_alias", "fixed", (_devfn(1, 0),), (V_ADAPTEC2, 0x02BC)
+    ),  # Adaptec 3805
     AliasQuirk(V_ASMEDIA, 0x1080, _BR, "flag", flag=PCI_DEV_FLAG_PCIE_BRIDGE_ALIAS),
     AliasQuirk(0x10E3, 0x8113, _BR, "flag", flag=PCI_DEV_FLAG_PCIE_BRIDGE_ALIAS),  # Tundra
     AliasQuirk(0x1283, 0x8892, _BR, "flag", flag=PCI_DEV_FLAG_PCIE_BRIDGE_ALIAS),  # ITE
     AliasQuirk(0x1283, 0x8893, _BR, "flag", flag=PCI_DEV_FLAG_PCIE_BRIDGE_ALIAS),
     AliasQuirk(V_INTEL, 0x244E, _BR, "flag", flag=PCI_DEV_FLAG_PCIE_BRIDGE_ALIAS),  # 82801
-    *(AliasQuirk(V_INTEL, d, "quirk_mic_x200_dma_alias", "devfns",
-                 (_devfn(0x10, 0), _devfn(0x11, 0), _devfn(0x12, 3))) for d in (0x2260, 0x2264)),
-    *(AliasQuirk(V_INTEL, d, "quirk_pex_vca_alias", "devfns",
-                 tuple(_devfn(s, f) for s in range(0x20) for f in range(5)))
-      for d in (0x2954, 0x2955, 0x2956, 0x2958, 0x2959, 0x295A)),
-    AliasQuirk(V_BROADCOM, 0x9000, "quirk_bridge_cavm_thrx2_pcie_root", "flag",
-               flag=PCI_DEV_FLAGS_BRIDGE_XLATE_ROOT),
-    AliasQuirk(V_BROADCOM, 0x9084, "quirk_bridge_cavm_thrx2_pcie_root", "flag",
-               flag=PCI_DEV_FLAGS_BRIDGE_XLATE_ROOT),
-    AliasQuirk(V_ASPEED, 0x1150, "quirk_aspeed_pci_bridge_no_alias", "flag",
-               flag=PCI_DEV_FLAGS_PCI_BRIDGE_NO_ALIAS),
+    *(
+        AliasQuirk(
+            V_INTEL,
+            d,
+            "quirk_mic_x200_dma_alias",
+            "devfns",
+            (_devfn(0x10, 0), _devfn(0x11, 0), _devfn(0x12, 3)),
+        )
+        for d in (0x2260, 0x2264)
+    ),
+    *(
+        AliasQuirk(
+            V_INTEL,
+            d,
+            "quirk_pex_vca_alias",
+            "devfns",
+            tuple(_devfn(s, f) for s in range(0x20) for f in range(5)),
+        )
+        for d in (0x2954, 0x2955, 0x2956, 0x2958, 0x2959, 0x295A)
+    ),
+    AliasQuirk(
+        V_BROADCOM,
+        0x9000,
+        "quirk_bridge_cavm_thrx2_pcie_root",
+        "flag",
+        flag=PCI_DEV_FLAGS_BRIDGE_XLATE_ROOT,
+    ),
+    AliasQuirk(
+        V_BROADCOM,
+        0x9084,
+        "quirk_bridge_cavm_thrx2_pcie_root",
+        "flag",
+        flag=PCI_DEV_FLAGS_BRIDGE_XLATE_ROOT,
+    ),
+    AliasQuirk(
+        V_ASPEED,
+        0x1150,
+        "quirk_aspeed_pci_bridge_no_alias",
+        "flag",
+        flag=PCI_DEV_FLAGS_PCI_BRIDGE_NO_ALIAS,
+    ),
     AliasQuirk(V_PLX, 0x87B0, "quirk_plx_ntb_dma_alias", "devfns", tuple(range(256))),
     AliasQuirk(V_PLX, 0x87B1, "quirk_plx_ntb_dma_alias", "devfns", tuple(range(256))),
 )
+
+_ALIAS_BY_ID: dict[tuple[int, int], list[AliasQuirk]] = {}
+for _aq in DMA_ALIAS_QUIRKS:
+    _ALIAS_BY_ID.setdefault((_aq.vendor, _aq.device), []).append(_aq)
 
 #: ``pci_disable_broken_acs_cap()``: IDT switches whose ACS SV is broken.
 BROKEN_ACS_SV: frozenset[tuple[int, int]] = frozenset({(V_IDT, 0x80B5), (V_IDT, 0x8090)})
@@ -493,7 +641,7 @@ def dev_flags(dev: PciFunction, topo: Topology) -> DevQuirks:
     """Run the header fixups relevant to grouping on one device."""
     aliases: dict[int, str] = {a: "dma_alias (topology)" for a in sorted(dev.dma_alias_devfns)}
     flags: set[str] = set()
-    for q in DMA_ALIAS_QUIRKS:
+    for q in _ALIAS_BY_ID.get((dev.vendor, dev.device), ()):
         if not q.matches(dev):
             continue
         if q.kind == "func0":

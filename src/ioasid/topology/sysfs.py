@@ -77,8 +77,12 @@ def _u32(b: bytes, o: int) -> int:
 
 
 def _spt(vendor: int | None, device: int | None, t: PcieType | None) -> bool:
-    return (vendor == 0x8086 and t is PcieType.ROOT_PORT and device is not None
-            and any(lo <= device <= hi for lo, hi in INTEL_SPT_PCH_ACS_RANGES))
+    return (
+        vendor == 0x8086
+        and t is PcieType.ROOT_PORT
+        and device is not None
+        and any(lo <= device <= hi for lo, hi in INTEL_SPT_PCH_ACS_RANGES)
+    )
 
 
 def parse_config(data: bytes, size: int | None = None) -> ConfigInfo:
@@ -127,8 +131,10 @@ def parse_config(data: bytes, size: int | None = None) -> ConfigInfo:
         ptr = nxt
     if exp_at is None:
         if not complete:
-            ci.notes.append(f"config: capability list beyond the {n} readable bytes "
-                            "(unprivileged read?): PCIe type unknown")
+            ci.notes.append(
+                f"config: capability list beyond the {n} readable bytes "
+                "(unprivileged read?): PCIe type unknown"
+            )
             return ci
         ci.pcie_known = True
         ci.acs_known = True  # conventional PCI has no extended capabilities
@@ -149,8 +155,10 @@ def parse_config(data: bytes, size: int | None = None) -> ConfigInfo:
         ci.acs_known = True  # the kernel cannot see extended capabilities either
         return ci
     if n < size:
-        ci.notes.append(f"config: {n} of {size} bytes readable: ACS/PASID unknown "
-                        "(extended capabilities need root)")
+        ci.notes.append(
+            f"config: {n} of {size} bytes readable: ACS/PASID unknown "
+            "(extended capabilities need root)"
+        )
         return ci
     pos, seen = 0x100, 0
     while pos and pos + 4 <= n and seen < 512:
@@ -243,8 +251,16 @@ def from_sysfs(root: str | os.PathLike[str] = "/sys") -> Topology:
             warnings.append(f"{name}: vanished while reading")
             continue
         attrs: dict[str, str] = {}
-        for a in ("vendor", "device", "class", "subsystem_vendor", "subsystem_device",
-                  "revision", "secondary_bus_number", "subordinate_bus_number"):
+        for a in (
+            "vendor",
+            "device",
+            "class",
+            "subsystem_vendor",
+            "subsystem_device",
+            "revision",
+            "secondary_bus_number",
+            "subordinate_bus_number",
+        ):
             v = _read_text(p / a, warnings, name)
             if v is not None:
                 attrs[a] = v
@@ -367,54 +383,66 @@ def _build(raws: dict[Bdf, _Raw], warnings: list[str], source: str) -> Topology:
         sub_v, sub_d = _hex(r.attrs.get("subsystem_vendor")), _hex(r.attrs.get("subsystem_device"))
         if sub_v is None and c.subsystem:
             sub_v, sub_d = c.subsystem
-        fns.append(PciFunction(
-            bdf=b,
-            vendor=vendor or 0,
-            device=device or 0,
-            class_code=class_code,
-            pcie_type=pcie_type,
-            parent=parent[b],
-            acs=c.acs,
-            multifunction=bool(mf) and not is_vf,
-            header_type=c.header_type if c.header_type is not None else (1 if is_bridge_cls
-                                                                          else 0),
-            driver=os.path.basename(drv) if drv else None,
-            secondary_bus=bridges.get(b, (None, None))[0],
-            subordinate_bus=bridges.get(b, (None, None))[1],
-            subsystem_vendor=sub_v,
-            subsystem_device=sub_d,
-            revision=c.revision if c.revision is not None else _hex(r.attrs.get("revision")),
-            pasid=c.pasid,
-            pasid_exec=c.pasid_exec,
-            pasid_priv=c.pasid_priv,
-            pasid_max_width=c.pasid_max_width,
-            ats=c.ats,
-            eetlp_prefix=c.eetlp_prefix,
-            is_virtfn=is_vf,
-            physfn=physfn,
-            iommu=(kgroup is not None) if any_group else b.domain < 0x10000,
-            acs_known=c.acs_known,
-            pcie_known=c.pcie_known,
-            kernel_group=kgroup,
-        ))
+        fns.append(
+            PciFunction(
+                bdf=b,
+                vendor=vendor or 0,
+                device=device or 0,
+                class_code=class_code,
+                pcie_type=pcie_type,
+                parent=parent[b],
+                acs=c.acs,
+                multifunction=bool(mf) and not is_vf,
+                header_type=c.header_type
+                if c.header_type is not None
+                else (1 if is_bridge_cls else 0),
+                driver=os.path.basename(drv) if drv else None,
+                secondary_bus=bridges.get(b, (None, None))[0],
+                subordinate_bus=bridges.get(b, (None, None))[1],
+                subsystem_vendor=sub_v,
+                subsystem_device=sub_d,
+                revision=c.revision if c.revision is not None else _hex(r.attrs.get("revision")),
+                pasid=c.pasid,
+                pasid_exec=c.pasid_exec,
+                pasid_priv=c.pasid_priv,
+                pasid_max_width=c.pasid_max_width,
+                ats=c.ats,
+                eetlp_prefix=c.eetlp_prefix,
+                is_virtfn=is_vf,
+                physfn=physfn,
+                iommu=(kgroup is not None) if any_group else b.domain < 0x10000,
+                acs_known=c.acs_known,
+                pcie_known=c.pcie_known,
+                kernel_group=kgroup,
+            )
+        )
     partial = any(not f.certain for f in fns) or bool(
-        [w for w in warnings if "vanished" in w or "cannot read" in w])
+        [w for w in warnings if "vanished" in w or "cannot read" in w]
+    )
     if not any_group:
-        warnings.append("no iommu_group links: the IOMMU is off or absent; showing the groups "
-                        "the kernel would form with one")
+        warnings.append(
+            "no iommu_group links: the IOMMU is off or absent; showing the groups "
+            "the kernel would form with one"
+        )
     return _topology_or_repair(fns, warnings, source, partial, any_group)
 
 
-def _topology_or_repair(fns: list[PciFunction], warnings: list[str], source: str,
-                        partial: bool, measured: bool) -> Topology:
+def _topology_or_repair(
+    fns: list[PciFunction], warnings: list[str], source: str, partial: bool, measured: bool
+) -> Topology:
     """Build the topology; a device whose parent contradicts the tree (a racing hot-unplug,
     a half-copied capture) is re-attached to its root bus with a warning instead of failing."""
     byb = {f.bdf: f for f in fns}
     for _ in range(len(fns) + 1):
         try:
-            return Topology(byb.values(), source=source, partial=partial,
-                            warnings=warnings, acs_ctrl_measured=measured,
-                            kernel_groups_known=measured)
+            return Topology(
+                byb.values(),
+                source=source,
+                partial=partial,
+                warnings=warnings,
+                acs_ctrl_measured=measured,
+                kernel_groups_known=measured,
+            )
         except TopologyError as e:
             m = re.match(r"^([0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])", str(e))
             if not m:

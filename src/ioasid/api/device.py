@@ -1,0 +1,146 @@
+"""Devices as user space sees them: VFIO cdevs bound to an iommufd, and HW page tables."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+from dataclasses import dataclass
+
+from ioasid import uapi
+from ioasid.api.errors import from_oserror
+from ioasid.api.iommufd import Ioas, Iommufd, _values
+from ioasid.backends.base import Handle
+
+VFIO_PCI_OFFSET_SHIFT = 40
+
+
+@dataclass(frozen=True)
+class HwInfo:
+    """``IOMMU_GET_HW_INFO``: the IOMMU behind a device, as its driver describes it."""
+
+    data_type: int
+    data: bytes
+    capabilities: int
+    max_pasid_log2: int
+
+    @property
+    def vtd(self) -> uapi.iommu_hw_info_vtd | None:
+        if self.data_type != uapi.IOMMU_HW_INFO_TYPE_INTEL_VTD:
+            return None
+        return uapi.iommu_hw_info_vtd.from_bytes(self.data)
+
+
+@dataclass(frozen=True)
+class Region:
+    """``VFIO_DEVICE_GET_REGION_INFO``."""
+
+    index: int
+    flags: int
+    size: int
+    offset: int
+
+
+class HwPagetable:
+    """A HWPT_PAGING: an IOMMU domain kept in sync with an IOAS."""
+
+    def __init__(self, fd: Iommufd, hwpt_id: int, ioas: Ioas | None = None) -> None:
+        self.fd = fd
+        self.id = hwpt_id
+        self.ioas = ioas
+
+    def destroy(self) -> None:
+        self.fd.destroy(self.id)
+
+    def __repr__(self) -> str:
+        return f"<HwPagetable {self.id}>"
+
+
+class Device:
+    """A VFIO device cdev (``/dev/vfio/devices/vfioN``) bound to ``fd``.
+
+    Opening binds it (``VFIO_DEVICE_BIND_IOMMUFD``); closing unbinds it, which detaches it.
+    """
+
+    def __init__(self, fd: Iommufd, path: str) -> None:
+        self.fd = fd
+        self.path = path
+        self.handle: Handle = fd.backend.open(path)
+        bind = uapi.vfio_device_bind_iommufd(
+            argsz=ctypes.sizeof(uapi.vfio_device_bind_iommufd), iommufd=fd.fileno()
+        )
+        try:
+            out = self._ioctl(uapi.VFIO_DEVICE_BIND_IOMMUFD, bind, "VFIO_DEVICE_BIND_IOMMUFD")
+        except BaseException:
+            self.handle.close()
+            raise
+        self.id = int(out.out_devid)
+
+    def _ioctl(self, request: int, cmd: uapi.Struct, op: str) -> uapi.Struct:
+        buf = cmd.to_bytearray()
+        try:
+            self.handle.ioctl(request, buf)
+        except OSError as exc:
+            raise from_oserror(exc, op, _values(cmd)) from None
+        return type(cmd).from_bytes(buf)
+
+    def attach(self, pt: Ioas | HwPagetable | int) -> HwPagetable:
+        """``VFIO_DEVICE_ATTACH_IOMMUFD_PT``: to an IOAS (the kernel finds or makes a domain)
+        or to a HWPT; an attached device is moved. Returns the HWPT now in use."""
+        pt_id = pt if isinstance(pt, int) else pt.id
+        cmd = uapi.vfio_device_attach_iommufd_pt(
+            argsz=ctypes.sizeof(uapi.vfio_device_attach_iommufd_pt), pt_id=pt_id
+        )
+        out = self._ioctl(uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, cmd, "VFIO_DEVICE_ATTACH_IOMMUFD_PT")
+        return HwPagetable(self.fd, int(out.pt_id), pt if isinstance(pt, Ioas) else None)
+
+    def detach(self) -> None:
+        """``VFIO_DEVICE_DETACH_IOMMUFD_PT``: DMA is blocked from now on."""
+        cmd = uapi.vfio_device_detach_iommufd_pt(
+            argsz=ctypes.sizeof(uapi.vfio_device_detach_iommufd_pt)
+        )
+        self._ioctl(uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT, cmd, "VFIO_DEVICE_DETACH_IOMMUFD_PT")
+
+    def hw_info(self) -> HwInfo:
+        """``IOMMU_GET_HW_INFO`` for this device."""
+        data = ctypes.create_string_buffer(256)
+        cmd = uapi.iommu_hw_info(dev_id=self.id, data_len=256, data_uptr=ctypes.addressof(data))
+        out = self.fd.ioctl(uapi.IOMMU_GET_HW_INFO, cmd, "IOMMU_GET_HW_INFO")
+        return HwInfo(
+            int(out.out_data_type),
+            data.raw[: out.data_len],
+            int(out.out_capabilities),
+            int(out.out_max_pasid_log2),
+        )
+
+    def hwpt_alloc(self, pt: Ioas | HwPagetable, flags: int = 0) -> HwPagetable:
+        """``IOMMU_HWPT_ALLOC``: a domain of this device's IOMMU on ``pt``."""
+        cmd = uapi.iommu_hwpt_alloc(flags=flags, dev_id=self.id, pt_id=pt.id)
+        out = self.fd.ioctl(uapi.IOMMU_HWPT_ALLOC, cmd, "IOMMU_HWPT_ALLOC")
+        return HwPagetable(self.fd, int(out.out_hwpt_id), pt if isinstance(pt, Ioas) else None)
+
+    def region(self, index: int) -> Region:
+        cmd = uapi.vfio_region_info(argsz=ctypes.sizeof(uapi.vfio_region_info), index=index)
+        out = self._ioctl(uapi.VFIO_DEVICE_GET_REGION_INFO, cmd, "VFIO_DEVICE_GET_REGION_INFO")
+        return Region(index, int(out.flags), int(out.size), int(out.offset))
+
+    def read(self, index: int, offset: int, n: int) -> bytes:
+        """Read ``n`` bytes of region ``index`` (a BAR, or the config space)."""
+        return self.handle.pread(n, (index << VFIO_PCI_OFFSET_SHIFT) + offset)
+
+    def write(self, index: int, offset: int, data: bytes) -> None:
+        done = self.handle.pwrite(data, (index << VFIO_PCI_OFFSET_SHIFT) + offset)
+        if done != len(data):
+            raise OSError(errno.EIO, f"{self.path}: short write to region {index}")
+
+    def close(self) -> None:
+        """Close the cdev: the kernel detaches and unbinds the device."""
+        self.handle.close()
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Device {self.path} devid={self.id}>"

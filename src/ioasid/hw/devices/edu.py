@@ -1,0 +1,82 @@
+"""QEMU's ``edu`` educational PCI device (``hw/misc/edu.c``, 1234:11e8), register for register.
+
+BAR0 (1 MiB): 0x00 identification ``0x010000ed``; 0x04 liveness (reads back the bitwise
+inverse of what was written); 0x08 factorial; 0x80/0x88/0x90 DMA source, destination and
+count; 0x98 DMA command (bit 0 start, bit 1 direction: 1 = device buffer → RAM, bit 2 raise
+an interrupt). The 4 KiB DMA buffer sits at device address 0x40000. DMA runs through the
+IOMMU like any bus-master access and completes before the command register reads back.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+from ioasid.hw.dma import DmaFault
+from ioasid.hw.pci import Bdf, PciFunction
+
+EDU_VENDOR, EDU_DEVICE = 0x1234, 0x11E8
+DMA_START = 0x40000
+DMA_SIZE = 4096
+DMA_CMD_START, DMA_CMD_TO_RAM, DMA_CMD_IRQ = 1, 2, 4
+
+
+class EduDevice(PciFunction):
+    """The edu device; ``faults`` records DMA the IOMMU refused."""
+
+    def __init__(self, bdf: Bdf) -> None:
+        super().__init__(bdf, EDU_VENDOR, EDU_DEVICE, 0x00FF00, bar_sizes=(1 << 20,))
+        self.buffer = bytearray(DMA_SIZE)
+        self.regs = {0x04: 0, 0x08: 0, 0x20: 0, 0x24: 0, 0x80: 0, 0x88: 0, 0x90: 0, 0x98: 0}
+        self.faults: list[DmaFault] = []
+
+    def bar_read(self, bar: int, offset: int, n: int) -> bytes:
+        if bar != 0:
+            return bytes(n)
+        if offset == 0x00:
+            value = 0x010000ED
+        elif offset == 0x04:
+            value = ~self.regs[0x04] & 0xFFFFFFFF
+        elif DMA_START <= offset < DMA_START + DMA_SIZE:
+            off = offset - DMA_START
+            return bytes(self.buffer[off : off + n]).ljust(n, b"\0")
+        else:
+            value = self.regs.get(offset, 0)
+        return (value & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
+
+    def bar_write(self, bar: int, offset: int, data: bytes) -> None:
+        if bar != 0:
+            return
+        if DMA_START <= offset < DMA_START + DMA_SIZE:
+            off = offset - DMA_START
+            self.buffer[off : off + len(data)] = data[: DMA_SIZE - off]
+            return
+        if offset not in self.regs:
+            return
+        value = int.from_bytes(data, "little")
+        if offset == 0x08:
+            value = math.factorial(value) & 0xFFFFFFFF if value < 13 else 0
+        self.regs[offset] = value
+        if offset == 0x98 and value & DMA_CMD_START:
+            self._dma()
+
+    def _dma(self) -> None:
+        src, dst, cnt = self.regs[0x80], self.regs[0x88], self.regs[0x90]
+        cmd = self.regs[0x98]
+        try:
+            if self.dma is None or not self.bus_master:
+                return
+            if cmd & DMA_CMD_TO_RAM:
+                off = src - DMA_START
+                self.dma.write(dst, bytes(self.buffer[off : off + cnt]))
+            else:
+                off = dst - DMA_START
+                self.buffer[off : off + cnt] = self.dma.read(src, cnt)
+        except DmaFault as fault:
+            self.faults.append(fault)
+        finally:
+            self.regs[0x98] = cmd & ~DMA_CMD_START
+
+
+def pack_u64(value: int) -> bytes:
+    return struct.pack("<Q", value)

@@ -1,0 +1,215 @@
+"""VFIO device cdevs (``/dev/vfio/devices/vfioN``) of the simulated host, iommufd mode.
+
+``drivers/vfio/device_cdev.c`` and ``vfio_main.c``: ``VFIO_DEVICE_BIND_IOMMUFD`` must come
+first (any other ioctl before it → EINVAL); binding twice → EINVAL; ``ATTACH``/``DETACH``
+``_IOMMUFD_PT`` (an attached device is *replaced*); closing the fd unbinds the device,
+detaching it. Regions are read and written with ``pread``/``pwrite`` at
+``VFIO_PCI_INDEX_TO_OFFSET(index)``, as ``vfio-pci`` lays them out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+from typing import TYPE_CHECKING
+
+from ioasid import uapi
+from ioasid.hw.pci import PciFunction
+from ioasid.kernel.device import Device, IommuDriver
+from ioasid.kernel.errors import fail
+
+if TYPE_CHECKING:
+    from ioasid.kernel.machine import Kernel
+
+VFIO_PCI_OFFSET_SHIFT = 40
+NUM_REGIONS = 9
+NUM_IRQS = 5
+
+
+class VfioPciDevice:
+    """A PCI function bound to ``vfio-pci``: what every open of its cdev shares."""
+
+    def __init__(
+        self, kernel: Kernel, index: int, function: PciFunction, driver: IommuDriver
+    ) -> None:
+        self.kernel = kernel
+        self.index = index
+        self.function = function
+        self.driver = driver
+        self.bound: VfioDeviceFile | None = None
+
+    @property
+    def path(self) -> str:
+        return f"/dev/vfio/devices/vfio{self.index}"
+
+
+class VfioDeviceFile:
+    """One open of a device cdev (``struct vfio_device_file``)."""
+
+    def __init__(self, vdev: VfioPciDevice) -> None:
+        self.vdev = vdev
+        self.kernel = vdev.kernel
+        self.idev: Device | None = None
+
+    # ioctl ------------------------------------------------------------------------------
+
+    def ioctl(self, cmd: int, arg: int) -> int:
+        if cmd == uapi.VFIO_DEVICE_BIND_IOMMUFD:
+            return self.bind_iommufd(arg)
+        if self.idev is None:
+            fail(
+                errno.EINVAL, "VFIO device: bind it to an iommufd (VFIO_DEVICE_BIND_IOMMUFD) first"
+            )
+        if cmd == uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT:
+            return self.attach_pt(arg)
+        if cmd == uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT:
+            return self.detach_pt(arg)
+        if cmd == uapi.VFIO_DEVICE_GET_INFO:
+            return self.get_info(arg)
+        if cmd == uapi.VFIO_DEVICE_GET_REGION_INFO:
+            return self.get_region_info(arg)
+        fail(
+            errno.EINVAL, f"VFIO device: ioctl {cmd:#x} is not supported by the simulated vfio-pci"
+        )
+
+    def _read(self, arg: int, struct_t: type[uapi.Struct], minsz: int) -> uapi.Struct:
+        return struct_t.from_bytes(self.kernel.copy_from_user(arg, minsz))
+
+    def bind_iommufd(self, arg: int) -> int:
+        """``vfio_df_ioctl_bind_iommufd``: argsz < minsz → EINVAL; bytes past the struct
+        non-zero → E2BIG; iommufd < 0 or unknown flags → EINVAL; already bound → EINVAL;
+        not an iommufd → EBADF/EINVAL; then ``iommufd_device_bind``; ``out_devid``."""
+        from ioasid.kernel.machine import IommufdFile
+
+        st = uapi.vfio_device_bind_iommufd
+        minsz = st.offsetofend("out_devid")
+        argsz = int.from_bytes(self.kernel.copy_from_user(arg, 4), "little")
+        if argsz < minsz:
+            fail(errno.EINVAL, f"VFIO_DEVICE_BIND_IOMMUFD: argsz {argsz} < {minsz}")
+        raw = self.kernel.copy_from_user(arg, argsz)
+        ksize = ctypes.sizeof(st)
+        if argsz > ksize and any(raw[ksize:]):
+            fail(errno.E2BIG, "VFIO_DEVICE_BIND_IOMMUFD: bytes past the struct are not zero")
+        bind = st.from_bytes(raw)
+        if bind.iommufd < 0 or bind.flags & ~uapi.VFIO_DEVICE_BIND_FLAG_TOKEN:
+            fail(errno.EINVAL, f"VFIO_DEVICE_BIND_IOMMUFD: bad iommufd {bind.iommufd} or flags")
+        if self.idev is not None or self.vdev.bound is not None:
+            fail(errno.EINVAL, "VFIO_DEVICE_BIND_IOMMUFD: the device is already bound")
+        file = self.kernel.fget(bind.iommufd)
+        if file is None:
+            fail(errno.EBADF, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not open")
+        if not isinstance(file, IommufdFile):
+            fail(errno.EBADFD, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not an iommufd")
+        idev = Device.bind(file.ictx, self.vdev.driver)
+        off = st.offsetof("out_devid")
+        self.kernel.copy_to_user(arg + off, idev.id.to_bytes(4, "little"))
+        self.idev = idev
+        self.vdev.bound = self
+        self.vdev.function.dma = self.kernel.dma_engine(self.vdev.driver)
+        return 0
+
+    def attach_pt(self, arg: int) -> int:
+        """``vfio_df_ioctl_attach_pt``: argsz/flags → EINVAL; PASID attach needs a PASID-
+        capable device; attach (or replace, when attached) to ``pt_id``; ``pt_id`` out."""
+        st = uapi.vfio_device_attach_iommufd_pt
+        minsz = st.offsetofend("pt_id")
+        at = self._read(arg, st, minsz)
+        if at.argsz < minsz:
+            fail(errno.EINVAL, f"VFIO_DEVICE_ATTACH_IOMMUFD_PT: argsz {at.argsz} < {minsz}")
+        if at.flags & ~uapi.VFIO_DEVICE_ATTACH_PASID:
+            fail(errno.EINVAL, f"VFIO_DEVICE_ATTACH_IOMMUFD_PT: unknown flags {at.flags:#x}")
+        if at.flags & uapi.VFIO_DEVICE_ATTACH_PASID:
+            fail(errno.EOPNOTSUPP, "VFIO_DEVICE_ATTACH_IOMMUFD_PT: PASID attach not simulated yet")
+        assert self.idev is not None
+        if self.idev.hwpt is None:
+            pt_id = self.idev.attach(at.pt_id)
+        else:
+            pt_id = self.idev.replace(at.pt_id)
+        off = st.offsetof("pt_id")
+        self.kernel.copy_to_user(arg + off, pt_id.to_bytes(4, "little"))
+        return 0
+
+    def detach_pt(self, arg: int) -> int:
+        """``vfio_df_ioctl_detach_pt``: argsz/flags → EINVAL; detach (blocked DMA)."""
+        st = uapi.vfio_device_detach_iommufd_pt
+        minsz = st.offsetofend("flags")
+        dt = self._read(arg, st, minsz)
+        if dt.argsz < minsz:
+            fail(errno.EINVAL, f"VFIO_DEVICE_DETACH_IOMMUFD_PT: argsz {dt.argsz} < {minsz}")
+        if dt.flags & ~uapi.VFIO_DEVICE_DETACH_PASID:
+            fail(errno.EINVAL, f"VFIO_DEVICE_DETACH_IOMMUFD_PT: unknown flags {dt.flags:#x}")
+        if dt.flags & uapi.VFIO_DEVICE_DETACH_PASID:
+            fail(errno.EOPNOTSUPP, "VFIO_DEVICE_DETACH_IOMMUFD_PT: PASID detach not simulated yet")
+        assert self.idev is not None
+        self.idev.detach()
+        return 0
+
+    def get_info(self, arg: int) -> int:
+        """``vfio_pci_ioctl_get_info`` (no capabilities chained)."""
+        st = uapi.vfio_device_info
+        minsz = st.offsetofend("num_irqs")
+        info = self._read(arg, st, minsz)
+        if info.argsz < minsz:
+            fail(errno.EINVAL, f"VFIO_DEVICE_GET_INFO: argsz {info.argsz} < {minsz}")
+        info.flags = uapi.VFIO_DEVICE_FLAGS_PCI
+        info.num_regions = NUM_REGIONS
+        info.num_irqs = NUM_IRQS
+        self.kernel.copy_to_user(arg, bytes(info)[:minsz])
+        return 0
+
+    def get_region_info(self, arg: int) -> int:
+        """``vfio_pci_ioctl_get_region_info``: BARs and the config space."""
+        st = uapi.vfio_region_info
+        minsz = st.offsetofend("offset")
+        info = self._read(arg, st, minsz)
+        if info.argsz < minsz:
+            fail(errno.EINVAL, f"VFIO_DEVICE_GET_REGION_INFO: argsz {info.argsz} < {minsz}")
+        fn = self.vdev.function
+        index = info.index
+        info.offset = index << VFIO_PCI_OFFSET_SHIFT
+        rw = uapi.VFIO_REGION_INFO_FLAG_READ | uapi.VFIO_REGION_INFO_FLAG_WRITE
+        if index == uapi.VFIO_PCI_CONFIG_REGION_INDEX:
+            info.size, info.flags = len(fn.config), rw
+        elif index < len(fn.bar_sizes):
+            info.size, info.flags = fn.bar_sizes[index], rw
+        elif index < NUM_REGIONS:
+            info.size, info.flags = 0, 0
+        else:
+            fail(errno.EINVAL, f"VFIO_DEVICE_GET_REGION_INFO: no region {index}")
+        self.kernel.copy_to_user(arg, bytes(info)[:minsz])
+        return 0
+
+    # read / write -------------------------------------------------------------------------
+
+    def _region(self, offset: int) -> tuple[int, int]:
+        if self.idev is None:
+            fail(errno.EINVAL, "VFIO device: bind it to an iommufd first")
+        return offset >> VFIO_PCI_OFFSET_SHIFT, offset & ((1 << VFIO_PCI_OFFSET_SHIFT) - 1)
+
+    def pread(self, n: int, offset: int) -> bytes:
+        index, off = self._region(offset)
+        fn = self.vdev.function
+        if index == uapi.VFIO_PCI_CONFIG_REGION_INDEX:
+            return fn.config_read(off, n)
+        if index < len(fn.bar_sizes):
+            return fn.bar_read(index, off, n)
+        fail(errno.EINVAL, f"VFIO device: region {index} cannot be read")
+
+    def pwrite(self, data: bytes, offset: int) -> int:
+        index, off = self._region(offset)
+        fn = self.vdev.function
+        if index == uapi.VFIO_PCI_CONFIG_REGION_INDEX:
+            fn.config_write(off, data)
+        elif index < len(fn.bar_sizes):
+            fn.bar_write(index, off, data)
+        else:
+            fail(errno.EINVAL, f"VFIO device: region {index} cannot be written")
+        return len(data)
+
+    def release(self) -> None:
+        """``vfio_df_unbind_iommufd``: closing the cdev detaches and unbinds the device."""
+        if self.idev is not None:
+            self.idev.unbind()
+            self.idev = None
+            self.vdev.bound = None
+            self.vdev.function.dma = None

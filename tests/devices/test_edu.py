@@ -1,0 +1,38 @@
+"""The same edu program on the simulated VT-d host and on the real kernel's edu device."""
+
+from __future__ import annotations
+
+import errno
+from types import ModuleType
+
+import pytest
+
+from ioasid import backends
+from ioasid.testing import edu
+
+QEMU_VTD_CAP = 0xD2008C222F0606
+QEMU_VTD_ECAP = 0x480080F00F4A
+
+
+@pytest.mark.oracle
+def test_edu_program(backend: ModuleType) -> None:
+    run = edu.run(backend)
+    assert (run.devid, run.ioas_id, run.auto_hwpt_id, run.hwpt_id) == (1, 2, 3, 4)
+    assert run.hw_info_type == 1  # IOMMU_HW_INFO_TYPE_INTEL_VTD
+    assert (run.vtd_flags, run.vtd_cap, run.vtd_ecap) == (1, QEMU_VTD_CAP, QEMU_VTD_ECAP)
+    assert run.hw_info_caps == 0x8 and run.max_pasid_log2 == 0
+    assert run.dirty_hwpt_errno == errno.EOPNOTSUPP  # QEMU's VT-d has no SLADS
+    assert run.auto_hwpt_destroy_errno == errno.ENOENT  # freed when the device moved
+    assert run.iova_ranges == ((0, 0xFEDFFFFF), (0xFEF00000, 0xFFFFFFFFFFFF))
+    assert run.iova_alignment == 0x1000
+    assert run.ident == 0x010000ED
+    assert run.dma_ok
+    assert run.blocked_after_detach
+    assert run.unmapped == 2 * 4096
+
+
+@pytest.mark.guest
+def test_edu_identical_on_sim_and_real_kernel() -> None:
+    real = edu.run(backends.get("linux"))
+    simulated = edu.run(backends.get("sim"))
+    assert simulated == real
