@@ -15,7 +15,7 @@ from ioasid.topology import from_sysfs, group
 from ioasid.topology.audit import compare_with_kernel
 
 
-@pytest.mark.oracle
+@pytest.mark.guest
 def test_live_sysfs_grouping_matches_kernel() -> None:
     groups_dir = "/sys/kernel/iommu_groups"
     if not os.path.isdir(groups_dir) or not os.listdir(groups_dir):

@@ -1,14 +1,18 @@
-"""``hw_pagetable.c``: HWPT_PAGING objects — an IOMMU domain kept in sync with an IOAS.
+"""``hw_pagetable.c``: HWPT objects — HWPT_PAGING (an IOMMU domain kept in sync with an
+IOAS) and HWPT_NESTED (a driver's stage-1 domain on top of a NEST_PARENT paging HWPT) — and
+the ioctls that act on them: HWPT_ALLOC, SET_DIRTY_TRACKING, GET_DIRTY_BITMAP, INVALIDATE.
 
-A HWPT_PAGING holds a reference on its IOAS; every attached device holds one on it.
-An "auto domain" (made by attaching a device straight to an IOAS) goes away with its last
-device.
+References, as in the kernel: a HWPT_PAGING holds one on its IOAS from allocation until
+destroy; a HWPT_NESTED one on its parent; a HWPT with a fault queue one on the fault object;
+every device attachment one on the HWPT. An "auto domain" (made by attaching a device
+straight to an IOAS) goes away with its last attachment.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from ioasid import uapi
 from ioasid.hw.iommu import Domain as HwDomain
@@ -16,9 +20,12 @@ from ioasid.hw.memory import PAGE_SIZE, PhysMap
 from ioasid.hw.pagetable.base import HwError, Prot
 from ioasid.kernel.errors import KernelError, fail
 from ioasid.kernel.main import Ucmd
-from ioasid.kernel.objects import IommufdObject, ObjType
+from ioasid.kernel.objects import IommufdObject, ObjectTable, ObjType
+from ioasid.kernel.pages import ULONG_MAX
 
 if TYPE_CHECKING:
+    from ioasid.kernel.device import Device
+    from ioasid.kernel.eventq import Fault
     from ioasid.kernel.ioas import Ioas
     from ioasid.kernel.pages import IoptPages
 
@@ -28,14 +35,25 @@ class IommuDomain:
     that the io_pagetable fills from pinned pages, as ``iopt_area_fill_domain`` does.
 
     Pages are mapped by physically contiguous runs (``batch_to_domain``), or one
-    ``PAGE_SIZE`` at a time when the IOAS has huge pages disabled.
+    ``PAGE_SIZE`` at a time when the IOAS has huge pages disabled. ``owner`` is the
+    driver's ``iommu_ops`` (a name here); ``iopf_handler`` is set when the HWPT has a fault
+    queue.
     """
 
-    def __init__(self, hw: HwDomain, phys: PhysMap) -> None:
+    nested = False
+
+    def __init__(self, hw: HwDomain, phys: PhysMap, owner: str = "") -> None:
         self.hw = hw
         self.phys = phys
+        self.owner = owner
         self.pgsize_bitmap = hw.pgsize_bitmap
         self.aperture_start, self.aperture_end = hw.aperture
+        self.iopf_handler = False
+
+    @property
+    def dirty_ops(self) -> bool:
+        """``domain->dirty_ops != NULL``: allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING."""
+        return self.hw.dirty_ops
 
     def map_range(
         self,
@@ -68,67 +86,452 @@ class IommuDomain:
         return self.hw.iova_to_phys(iova)
 
 
-class HwptPaging(IommufdObject):
+class NestedDomain:
+    """``struct iommu_domain`` of type NESTED: a driver's stage-1 configuration over a
+    paging parent. Subclasses implement ``cache_invalidate_user``."""
+
+    nested = True
+    dirty_ops = False
+
+    def __init__(self, parent: IommuDomain, owner: str) -> None:
+        self.parent = parent
+        self.owner = owner
+        self.iopf_handler = False
+
+    def cache_invalidate_user(self, ucmd: Ucmd, array: UserDataArray) -> None:
+        """``ops->cache_invalidate_user``: sets ``array.entry_num`` to the entries done."""
+        array.entry_num = 0
+        fail(errno.EOPNOTSUPP, "this nested domain has no cache_invalidate_user op")
+
+
+AnyDomain = IommuDomain | NestedDomain
+
+
+class UserDataArray:
+    """``struct iommu_user_data_array``."""
+
+    def __init__(self, type: int, uptr: int, entry_len: int, entry_num: int) -> None:
+        self.type = type
+        self.uptr = uptr
+        self.entry_len = entry_len
+        self.entry_num = entry_num
+
+
+def copy_struct_from_user(
+    ucmd: Ucmd, struct: type[Any], uptr: int, usize: int, min_len: int, what: str
+) -> Any:
+    """``__iommu_copy_struct_from_user`` after its type check: ``usize`` below the first
+    version's size or above the kernel's → EINVAL; then ``copy_struct_from_user``
+    (non-zero bytes past the kernel struct → E2BIG, an unreadable pointer → EFAULT)."""
+    ksize = ctypes.sizeof(struct)
+    if usize < min_len or ksize < usize:
+        fail(errno.EINVAL, f"{what}: length {usize} not in [{min_len}, {ksize}]")
+    kernel = ucmd.ictx.kernel
+    raw = kernel.copy_from_user(uptr, usize) if usize else b""
+    return struct.from_buffer_copy(raw[:ksize].ljust(ksize, b"\0"))
+
+
+def copy_struct_from_user_array(
+    ucmd: Ucmd, struct: type[Any], array: UserDataArray, data_type: int, index: int, min_last: str
+) -> Any:
+    """``iommu_copy_struct_from_user_array``: entry ``index`` of ``array``; a type other
+    than ``data_type`` → EINVAL."""
+    if not array.entry_num:
+        fail(errno.EINVAL, "user data array is empty")
+    if array.type != data_type:
+        fail(errno.EINVAL, f"user data array type {array.type:#x} is not {data_type:#x}")
+    return copy_struct_from_user(
+        ucmd,
+        struct,
+        array.uptr + array.entry_len * index,
+        array.entry_len,
+        struct.offsetofend(min_last),
+        f"entry {index}",
+    )
+
+
+class HwPagetable(IommufdObject):
+    """``struct iommufd_hw_pagetable``: the common part of PAGING and NESTED HWPTs."""
+
+    domain: AnyDomain
+
+    def __init__(self, pasid_compat: bool) -> None:
+        super().__init__()
+        self.pasid_compat = pasid_compat
+        self.fault: Fault | None = None
+
+    def destroy(self) -> None:
+        """``__iommufd_hwpt_destroy``: drop the fault queue's reference."""
+        if self.fault is not None:
+            self.fault.users -= 1
+            self.fault = None
+
+
+class HwptPaging(HwPagetable):
     """``struct iommufd_hwpt_paging``."""
 
     TYPE = ObjType.HWPT_PAGING
+    domain: IommuDomain
 
-    def __init__(self, ioas: Ioas, domain: IommuDomain, auto_domain: bool = False) -> None:
-        super().__init__()
+    def __init__(self, ioas: Ioas, flags: int) -> None:
+        super().__init__(bool(flags & uapi.IOMMU_HWPT_ALLOC_PASID))
         self.ioas = ioas
-        self.domain = domain
-        self.auto_domain = auto_domain
-        self.devices: list[object] = []
-        self.enforce_cache_coherency = True
+        ioas.users += 1
+        self.nest_parent = bool(flags & uapi.IOMMU_HWPT_ALLOC_NEST_PARENT)
+        self.auto_domain = False
+        self.enforce_cache_coherency = False
+        self.listed = False
+        self.devices: list[Device] = []
 
-    def attach_to_ioas(self) -> None:
-        """``iopt_table_add_domain`` then join ``ioas->hwpt_list``; takes the IOAS ref."""
+    def add_to_ioas(self) -> None:
+        """``iopt_table_add_domain`` then ``list_add_tail(&hwpt_item, &ioas->hwpt_list)``."""
         self.ioas.iopt.add_domain(self.domain)
         self.ioas.hwpt_list.append(self)
-        self.ioas.users += 1
+        self.listed = True
 
     def destroy(self) -> None:
-        if self in self.ioas.hwpt_list:
+        """``iommufd_hwpt_paging_destroy`` (also its abort)."""
+        if self.listed:
+            self.listed = False
             self.ioas.hwpt_list.remove(self)
             self.ioas.iopt.remove_domain(self.domain)
-            self.ioas.users -= 1
+        super().destroy()
+        self.ioas.users -= 1
 
 
-def _not_simulated(what: str) -> NoReturn:
-    fail(errno.EOPNOTSUPP, f"{what} is not simulated yet (devices issue)")
+class HwptNested(HwPagetable):
+    """``struct iommufd_hwpt_nested``: a nested domain on ``parent`` (or on a vIOMMU)."""
+
+    TYPE = ObjType.HWPT_NESTED
+    domain: NestedDomain
+
+    def __init__(self, parent: HwptPaging, flags: int, viommu: IommufdObject | None = None):
+        super().__init__(bool(flags & uapi.IOMMU_HWPT_ALLOC_PASID))
+        self.parent = parent
+        self.viommu = viommu
+        (viommu if viommu is not None else parent).users += 1
+
+    def destroy(self) -> None:
+        """``iommufd_hwpt_nested_destroy``."""
+        super().destroy()
+        (self.viommu if self.viommu is not None else self.parent).users -= 1
+
+
+def find_hwpt_paging(hwpt: HwPagetable) -> HwptPaging | None:
+    """``find_hwpt_paging``: the paging HWPT itself, or a nested HWPT's parent."""
+    if isinstance(hwpt, HwptPaging):
+        return hwpt
+    if isinstance(hwpt, HwptNested):
+        return hwpt.parent
+    return None
+
+
+def hw_pagetable_put(objects: ObjectTable, hwpt: HwPagetable) -> None:
+    """``iommufd_hw_pagetable_put``: an auto domain is destroyed with its last user
+    (``iommufd_object_put_and_try_destroy``)."""
+    if isinstance(hwpt, HwptPaging) and hwpt.auto_domain:
+        hwpt.users -= 1
+        if hwpt.users == 1 and objects.lookup(hwpt.id) is hwpt:
+            objects.remove(hwpt.id)
+        return
+    hwpt.users -= 1
 
 
 def get_hwpt_paging(ucmd: Ucmd, hwpt_id: int) -> HwptPaging:
     return ucmd.ictx.objects.get(hwpt_id, HwptPaging, "HWPT_PAGING")
 
 
+# --- allocation -----------------------------------------------------------------------------
+
+PAGING_VALID_FLAGS = (
+    uapi.IOMMU_HWPT_ALLOC_NEST_PARENT
+    | uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+    | uapi.IOMMU_HWPT_FAULT_ID_VALID
+    | uapi.IOMMU_HWPT_ALLOC_PASID
+)
+
+
+class UserData:
+    """``struct iommu_user_data``."""
+
+    def __init__(self, type: int, uptr: int, len: int) -> None:
+        self.type = type
+        self.uptr = uptr
+        self.len = len
+
+
+def hwpt_paging_alloc(
+    ucmd_or_ctx: Any,
+    ioas: Ioas,
+    idev: Device,
+    pasid: int,
+    flags: int,
+    immediate_attach: bool,
+    user_data: UserData | None,
+) -> HwptPaging:
+    """``iommufd_hwpt_paging_alloc``: unknown flags → EOPNOTSUPP; DIRTY_TRACKING on a device
+    without ``IOMMU_CAP_DIRTY_TRACKING`` → EOPNOTSUPP; FAULT_ID_VALID with NEST_PARENT →
+    EOPNOTSUPP; then the object (IOAS ref), the driver's domain (its errors), coherency,
+    the immediate attach, ``iopt_table_add_domain`` (detach and abort on failure).
+
+    The object is returned allocated but not finalized, as in the kernel."""
+    from ioasid.kernel.device import hw_pagetable_attach, hw_pagetable_detach
+
+    ictx = idev.ictx
+    if flags & ~PAGING_VALID_FLAGS:
+        fail(errno.EOPNOTSUPP, f"HWPT_ALLOC: unknown flags {flags & ~PAGING_VALID_FLAGS:#x}")
+    if flags & uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not idev.driver.capable(
+        "DIRTY_TRACKING"
+    ):
+        fail(errno.EOPNOTSUPP, f"device {idev.id} has no IOMMU_CAP_DIRTY_TRACKING")
+    if flags & uapi.IOMMU_HWPT_FAULT_ID_VALID and flags & uapi.IOMMU_HWPT_ALLOC_NEST_PARENT:
+        fail(errno.EOPNOTSUPP, "a NEST_PARENT HWPT cannot have a fault queue (FAULT_ID_VALID)")
+    hwpt = ictx.objects.alloc(HwptPaging(ioas, flags))
+    try:
+        hwpt.domain = idev.driver.domain_alloc_paging(
+            ucmd_or_ctx, flags & ~uapi.IOMMU_HWPT_FAULT_ID_VALID, user_data
+        )
+        if idev.enforce_cache_coherency:
+            hwpt_paging_enforce_cc(hwpt)
+        if immediate_attach:
+            hw_pagetable_attach(hwpt, idev, pasid)
+        try:
+            hwpt.add_to_ioas()
+        except OSError:
+            if immediate_attach:
+                hw_pagetable_detach(idev, pasid)
+            raise
+    except OSError:
+        ictx.objects.abort(hwpt)
+        raise
+    return hwpt
+
+
+def hwpt_paging_enforce_cc(hwpt: HwptPaging) -> None:
+    """``iommufd_hwpt_paging_enforce_cc``: EINVAL when the domain cannot enforce it."""
+    if hwpt.enforce_cache_coherency:
+        return
+    hwpt.enforce_cache_coherency = hwpt.domain.hw.enforce_cache_coherency()
+    if not hwpt.enforce_cache_coherency:
+        fail(errno.EINVAL, f"HWPT {hwpt.id}: the domain cannot enforce cache coherency")
+
+
+def hwpt_nested_alloc(
+    ucmd: Ucmd, parent: HwptPaging, idev: Device, flags: int, user_data: UserData
+) -> HwptNested:
+    """``iommufd_hwpt_nested_alloc``: flags other than FAULT_ID_VALID|PASID, no data, or a
+    driver without ``domain_alloc_nested`` → EOPNOTSUPP; an auto-domain parent, a parent
+    that is not NEST_PARENT, or one of another driver → EINVAL; then the driver's nested
+    domain (its errors)."""
+    allowed = uapi.IOMMU_HWPT_FAULT_ID_VALID | uapi.IOMMU_HWPT_ALLOC_PASID
+    if flags & ~allowed or not user_data.len or not idev.driver.has_nested:
+        fail(
+            errno.EOPNOTSUPP,
+            f"nested HWPT_ALLOC: flags {flags:#x} (allowed {allowed:#x}), data_len "
+            f"{user_data.len}, driver nesting {idev.driver.has_nested}",
+        )
+    if parent.auto_domain or not parent.nest_parent or parent.domain.owner != idev.driver.ops:
+        fail(
+            errno.EINVAL,
+            f"HWPT {parent.id} cannot be a nesting parent (auto_domain {parent.auto_domain}, "
+            f"NEST_PARENT {parent.nest_parent}, owner {parent.domain.owner})",
+        )
+    objects = ucmd.ictx.objects
+    hwpt = objects.alloc(HwptNested(parent, flags))
+    try:
+        hwpt.domain = idev.driver.domain_alloc_nested(
+            ucmd, parent.domain, flags & ~uapi.IOMMU_HWPT_FAULT_ID_VALID, user_data
+        )
+    except OSError:
+        objects.abort(hwpt)
+        raise
+    return hwpt
+
+
+def hwpt_alloc(ucmd: Ucmd) -> int:
+    """``IOMMU_HWPT_ALLOC`` (``iommufd_hwpt_alloc``), in the kernel's order:
+
+    1. ``__reserved`` → EOPNOTSUPP;
+    2. data_type NONE with a data_len, or another type without one → EINVAL;
+    3. the device → ENOENT;
+    4. ``pt_id`` is no object → EINVAL;
+    5. an IOAS: :func:`hwpt_paging_alloc`; a HWPT_PAGING: :func:`hwpt_nested_alloc`; a
+       vIOMMU: its nested domain (EINVAL for a device of another IOMMU); anything else →
+       EINVAL;
+    6. FAULT_ID_VALID: the fault object → ENOENT (the new HWPT is destroyed);
+    7. respond, finalize.
+    """
+    from ioasid.kernel.device import get_device
+    from ioasid.kernel.eventq import Fault
+    from ioasid.kernel.ioas import Ioas
+
+    cmd, objects = ucmd.cmd, ucmd.ictx.objects
+    if cmd.reserved:
+        fail(errno.EOPNOTSUPP, "IOMMU_HWPT_ALLOC: __reserved must be 0")
+    none = uapi.IOMMU_HWPT_DATA_NONE
+    if (cmd.data_type == none and cmd.data_len) or (cmd.data_type != none and not cmd.data_len):
+        fail(
+            errno.EINVAL,
+            f"IOMMU_HWPT_ALLOC: data_type {cmd.data_type:#x} does not match data_len "
+            f"{cmd.data_len}",
+        )
+    user_data = UserData(cmd.data_type, cmd.data_uptr, cmd.data_len)
+    idev = get_device(ucmd, cmd.dev_id)
+    pt = objects.lookup(cmd.pt_id)
+    if pt is None:
+        fail(errno.EINVAL, f"IOMMU_HWPT_ALLOC: no object with pt_id {cmd.pt_id}")
+    hwpt: HwPagetable
+    if isinstance(pt, Ioas):
+        hwpt = hwpt_paging_alloc(
+            ucmd, pt, idev, 0, cmd.flags, False, user_data if user_data.len else None
+        )
+    elif isinstance(pt, HwptPaging):
+        hwpt = hwpt_nested_alloc(ucmd, pt, idev, cmd.flags, user_data)
+    else:
+        from ioasid.kernel.viommu import Viommu, viommu_alloc_hwpt_nested
+
+        if not isinstance(pt, Viommu):
+            fail(
+                errno.EINVAL,
+                f"IOMMU_HWPT_ALLOC: pt_id {cmd.pt_id} is a {type(pt).__name__}, not an IOAS, "
+                "a HWPT_PAGING or a vIOMMU",
+            )
+        hwpt = viommu_alloc_hwpt_nested(ucmd, pt, idev, cmd.flags, user_data)
+    try:
+        if cmd.flags & uapi.IOMMU_HWPT_FAULT_ID_VALID:
+            fault = objects.get(cmd.fault_id, Fault, "fault queue")
+            hwpt.fault = fault
+            hwpt.domain.iopf_handler = True
+            fault.users += 1
+        cmd.out_hwpt_id = hwpt.id
+        ucmd.respond()
+    except OSError:
+        objects.abort(hwpt)
+        raise
+    objects.finalize(hwpt)
+    return 0
+
+
+# --- dirty tracking -------------------------------------------------------------------------
+
+
 def hwpt_set_dirty_tracking(ucmd: Ucmd) -> int:
-    """``IOMMU_HWPT_SET_DIRTY_TRACKING``: unknown flags → EOPNOTSUPP; HWPT_PAGING → ENOENT."""
+    """``IOMMU_HWPT_SET_DIRTY_TRACKING``: unknown flags → EOPNOTSUPP; HWPT_PAGING → ENOENT;
+    ``iopt_set_dirty_tracking``: a domain without dirty ops → EOPNOTSUPP; enabling first
+    clears every area's dirty bits (a clean snapshot), then the driver's
+    ``set_dirty_tracking``."""
     cmd = ucmd.cmd
     if cmd.flags & ~uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE:
         fail(errno.EOPNOTSUPP, f"IOMMU_HWPT_SET_DIRTY_TRACKING: unknown flags {cmd.flags:#x}")
-    get_hwpt_paging(ucmd, cmd.hwpt_id)
-    _not_simulated("dirty tracking")
+    hwpt = get_hwpt_paging(ucmd, cmd.hwpt_id)
+    domain = hwpt.domain
+    enable = bool(cmd.flags & uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE)
+    if not domain.dirty_ops:
+        fail(errno.EOPNOTSUPP, f"HWPT {hwpt.id} was not allocated with DIRTY_TRACKING")
+    if enable:
+        for area in hwpt.ioas.iopt.areas.values():
+            if area.pages is not None:
+                domain.hw.read_and_clear_dirty(area.iova, area.length)
+    try:
+        domain.hw.set_dirty_tracking(enable)
+    except HwError as exc:
+        raise KernelError(exc.errno or errno.EINVAL, str(exc.strerror)) from None
+    return 0
+
+
+def check_iova_range(iova_alignment: int, cmd: Any) -> None:
+    """``iommufd_check_iova_range``."""
+    if not cmd.length:
+        fail(errno.EINVAL, "GET_DIRTY_BITMAP: length is 0")
+    last_iova = cmd.iova + cmd.length - 1
+    if last_iova > (1 << 64) - 1 or cmd.iova > ULONG_MAX or last_iova > ULONG_MAX:
+        fail(errno.EOVERFLOW, f"GET_DIRTY_BITMAP: iova {cmd.iova:#x} + length overflows")
+    mask = iova_alignment - 1
+    if cmd.iova & mask or (last_iova + 1) & mask:
+        fail(
+            errno.EINVAL,
+            f"GET_DIRTY_BITMAP: [{cmd.iova:#x}, {last_iova:#x}] not aligned to the IOAS "
+            f"alignment {iova_alignment:#x}",
+        )
+    if not cmd.page_size:
+        fail(errno.EINVAL, "GET_DIRTY_BITMAP: page_size is 0")
+    pmask = cmd.page_size - 1
+    if cmd.iova & pmask or (last_iova + 1) & pmask:
+        fail(
+            errno.EINVAL,
+            f"GET_DIRTY_BITMAP: [{cmd.iova:#x}, {last_iova:#x}] not aligned to page_size "
+            f"{cmd.page_size:#x}",
+        )
 
 
 def hwpt_get_dirty_bitmap(ucmd: Ucmd) -> int:
     """``IOMMU_HWPT_GET_DIRTY_BITMAP``: unknown flags or __reserved → EOPNOTSUPP; HWPT_PAGING
-    → ENOENT."""
+    → ENOENT; ``iommufd_check_iova_range`` (EINVAL / EOVERFLOW); a domain without dirty ops
+    → EOPNOTSUPP. Then, for each run of contiguous areas in the range, the domain's
+    ``read_and_clear_dirty`` (NO_CLEAR keeps the bits) sets bits in the user bitmap (bits
+    already set stay set). As in 7.3, a hole in the areas or an unwritable bitmap ends the
+    walk without failing the ioctl (``iova_bitmap_for_each``'s result is not returned)."""
     cmd = ucmd.cmd
     if cmd.flags & ~uapi.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR or cmd.reserved:
         fail(errno.EOPNOTSUPP, "IOMMU_HWPT_GET_DIRTY_BITMAP: unknown flags or __reserved != 0")
-    get_hwpt_paging(ucmd, cmd.hwpt_id)
-    _not_simulated("dirty tracking")
+    hwpt = get_hwpt_paging(ucmd, cmd.hwpt_id)
+    iopt = hwpt.ioas.iopt
+    check_iova_range(iopt.iova_alignment, cmd)
+    domain = hwpt.domain
+    if not domain.dirty_ops:
+        fail(errno.EOPNOTSUPP, f"HWPT {hwpt.id} has no dirty ops")
+    no_clear = bool(cmd.flags & uapi.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR)
+    last_iova = cmd.iova + cmd.length - 1
+    ranges: list[tuple[int, int]] = []
+    cur = cmd.iova
+    for area in iopt.area_iter(cmd.iova, last_iova):
+        if area.iova > cur or area.pages is None:
+            break
+        last = min(last_iova, area.last)
+        ranges += domain.hw.read_and_clear_dirty(cur, last - cur + 1, no_clear=no_clear)
+        cur = last + 1
+        if cur > last_iova:
+            break
+    if ranges:
+        _bitmap_set(ucmd, cmd.data, cmd.iova, cmd.length, cmd.page_size, ranges)
+    return 0
 
+
+def _bitmap_set(
+    ucmd: Ucmd, data: int, iova: int, length: int, page_size: int, ranges: list[tuple[int, int]]
+) -> None:
+    """``iova_bitmap_set`` for each dirty range: OR the bits into the user bitmap."""
+    from ioasid.hw.pagetable.base import dirty_ranges_to_bitmap
+
+    bits = dirty_ranges_to_bitmap(ranges, iova, length, page_size)
+    nz = bits.nonzero()[0]
+    if not len(nz):
+        return
+    lo, hi = int(nz[0]) // 8 * 8, (int(nz[-1]) // 8 + 1) * 8
+    kernel = ucmd.ictx.kernel
+    try:
+        old = kernel.copy_from_user(data + lo, hi - lo)
+        new = bytes(a | int(b) for a, b in zip(old, bits[lo:hi].tolist() + [0] * 8, strict=False))
+        kernel.copy_to_user(data + lo, new[: hi - lo])
+    except OSError:
+        return
+
+
+# --- invalidation ---------------------------------------------------------------------------
 
 INVALIDATE_ENTRY_NUM_MAX = 1 << 19
 
 
 def hwpt_invalidate(ucmd: Ucmd) -> int:
     """``IOMMU_HWPT_INVALIDATE``: __reserved → EOPNOTSUPP; entries without a pointer or with
-    a length of 0 or > PAGE_SIZE, or more than 2^19 → EINVAL; hwpt_id → ENOENT; not a nested
-    HWPT or vIOMMU → EINVAL. ``entry_num`` is written back (entries done) even on failure."""
+    a length of 0 or > PAGE_SIZE, or more than 2^19 → EINVAL; hwpt_id → ENOENT; a nested
+    HWPT: its domain's ``cache_invalidate_user``; a vIOMMU: its ``cache_invalidate``
+    (EOPNOTSUPP without the op); anything else → EINVAL. ``entry_num`` is written back (the
+    entries done) even on failure."""
+    from ioasid.kernel.viommu import Viommu
+
     cmd = ucmd.cmd
+    done = 0
     try:
         if cmd.reserved:
             fail(errno.EOPNOTSUPP, "IOMMU_HWPT_INVALIDATE: __reserved must be 0")
@@ -146,11 +549,26 @@ def hwpt_invalidate(ucmd: Ucmd) -> int:
         pt = ucmd.ictx.objects.lookup(cmd.hwpt_id)
         if pt is None:
             fail(errno.ENOENT, f"IOMMU_HWPT_INVALIDATE: no object with id {cmd.hwpt_id}")
-        fail(
-            errno.EINVAL,
-            f"IOMMU_HWPT_INVALIDATE: object {cmd.hwpt_id} is a {type(pt).__name__}, not a "
-            "nested HWPT or a vIOMMU",
-        )
+        array = UserDataArray(cmd.data_type, cmd.data_uptr, cmd.entry_len, cmd.entry_num)
+        if isinstance(pt, HwptNested):
+            if not hasattr(pt.domain, "cache_invalidate_user"):
+                fail(errno.EOPNOTSUPP, "the nested domain has no cache_invalidate_user op")
+            try:
+                pt.domain.cache_invalidate_user(ucmd, array)
+            finally:
+                done = array.entry_num
+        elif isinstance(pt, Viommu):
+            try:
+                pt.cache_invalidate(ucmd, array)
+            finally:
+                done = array.entry_num
+        else:
+            fail(
+                errno.EINVAL,
+                f"IOMMU_HWPT_INVALIDATE: object {cmd.hwpt_id} is a {type(pt).__name__}, not a "
+                "nested HWPT or a vIOMMU",
+            )
     finally:
-        cmd.entry_num = 0
+        cmd.entry_num = done
         ucmd.respond()
+    return 0

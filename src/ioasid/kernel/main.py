@@ -116,6 +116,18 @@ class IommufdCtx:
         return f"<IommufdCtx objects={len(self.objects)}>"
 
 
+def anon_inode_getfd(kernel: Kernel, file: Any) -> int:
+    """``get_unused_fd_flags(O_CLOEXEC)`` + ``fd_install`` of an anonymous-inode file the
+    kernel hands to user space (fault queue, vEVENTQ, access object): a real fd number of
+    this process (an eventfd, so it never collides), whose ``read``/``write``/``release``
+    the simulated kernel serves through ``kernel.files``."""
+    import os
+
+    fd = os.eventfd(0, os.EFD_CLOEXEC)
+    kernel.files[fd] = file
+    return fd
+
+
 def check_reserved(value: int, what: str = "__reserved") -> None:
     if value:
         fail(errno.EOPNOTSUPP, f"{what} must be 0, not {value:#x}")
