@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -34,7 +35,6 @@ from .utils import (
     _test_ioctl_ioas_unmap,
     buffer,
     expect_errno,
-    fd_close,
 )
 
 pytestmark = pytest.mark.oracle
@@ -425,7 +425,7 @@ def _alloc_hwpt_nested_device(
     self.test_cmd_mock_domain_replace(self.stdev_id, self.ioas_id)
     self.test_ioctl_destroy(parent_hwpt_id)
     self.test_ioctl_destroy(parent_hwpt_id_not_work)
-    fd_close(self.backend, fault_fd)
+    os.close(fault_fd)
     self.test_ioctl_destroy(fault_id)
 
 

@@ -420,36 +420,30 @@ def _test_ioctl_fault_alloc(fd: Handle) -> tuple[int, int]:
     return int(cmd.out_fault_id), int(cmd.out_fault_fd)
 
 
-# A file descriptor the kernel hands out (fault queue, access object): read(2), write(2) and
-# close(2) on it. The sim backend's kernel keeps such files in ``kernel().files`` under a real
-# fd number; a real kernel's are plain fds.
+# read(2) / write(2) on a file descriptor the kernel hands out (the fault queue's). On a real
+# kernel it is a plain fd; the sim backend's kernel serves the fd's file operations itself
+# (the fd is real, see ``ioasid.kernel.anon_inode``; ``close`` is a plain ``os.close``).
 
 
-def _kernel_file(backend: ModuleType, fd: int) -> Any:
+def _sim_fault_file(backend: ModuleType, fd: int) -> Any:
     kernel = getattr(backend, "kernel", None)
-    return None if kernel is None else kernel().files.get(fd)
+    if kernel is None:
+        return None
+    from ioasid.kernel.eventq import fault_file
+
+    return fault_file(kernel(), fd)
 
 
 def fd_read(backend: ModuleType, fd: int, n: int) -> bytes:
     """``read(fd, buf, n)``."""
-    f = _kernel_file(backend, fd)
+    f = _sim_fault_file(backend, fd)
     return os.read(fd, n) if f is None else bytes(f.read(n))
 
 
 def fd_write(backend: ModuleType, fd: int, data: bytes) -> int:
     """``write(fd, data, len)``."""
-    f = _kernel_file(backend, fd)
+    f = _sim_fault_file(backend, fd)
     return os.write(fd, data) if f is None else int(f.write(data))
-
-
-def fd_close(backend: ModuleType, fd: int) -> None:
-    """``close(fd)``."""
-    f = _kernel_file(backend, fd)
-    if f is not None:
-        backend.kernel().files.pop(fd, None)
-    os.close(fd)
-    if f is not None:
-        f.release()
 
 
 def _test_cmd_trigger_iopf(

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -25,16 +26,25 @@ from ioasid.testing.differential import (
 SEEDS = (0, 1, 2)
 
 
-class FlipErrno:
+class Wrapper:
+    """The parts of :class:`Handle` a wrapper passes through unchanged."""
+
+    inner: Handle
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class FlipErrno(Wrapper):
     """A handle that answers the ``nth`` failure of ``request`` with ``new_errno`` instead."""
 
     def __init__(self, inner: Handle, request: int, old: int, new: int, nth: int) -> None:
         self.inner, self.request, self.old, self.new, self.nth = inner, request, old, new, nth
         self.path = inner.path
         self.seen = 0
-
-    def fileno(self) -> int:
-        return self.inner.fileno()
 
     def ioctl(self, request: int, arg: IoctlArg = 0) -> int:
         try:
@@ -46,18 +56,12 @@ class FlipErrno:
                     raise OSError(self.new, os.strerror(self.new)) from None
             raise
 
-    def close(self) -> None:
-        self.inner.close()
 
-
-class BumpAllocId:
+class BumpAllocId(Wrapper):
     """A handle whose ``nth`` successful IOMMU_IOAS_ALLOC reports an id one too high."""
 
     def __init__(self, inner: Handle, nth: int) -> None:
         self.inner, self.nth, self.path, self.seen = inner, nth, inner.path, 0
-
-    def fileno(self) -> int:
-        return self.inner.fileno()
 
     def ioctl(self, request: int, arg: IoctlArg = 0) -> int:
         ret = self.inner.ioctl(request, arg)
@@ -66,9 +70,6 @@ class BumpAllocId:
             if self.seen == self.nth:
                 arg[8] += 1
         return ret
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _sim_pair(seed: int, **kw: object) -> DiffResult:
@@ -125,7 +126,8 @@ def test_injected_errno_flip_is_reported_at_its_call() -> None:
     opener = backend_opener("sim")
     result = run_differential(
         3,
-        [opener, lambda: FlipErrno(opener(), uapi.IOMMU_IOAS_UNMAP, errno.ENOENT, errno.EINVAL, 3)],
+        [opener, lambda: cast(Handle, FlipErrno(opener(), uapi.IOMMU_IOAS_UNMAP, errno.ENOENT,
+                                                errno.EINVAL, 3))],
         names=("sim", "flipped"),
     )
     div = result.divergence
@@ -145,7 +147,7 @@ def test_injected_output_change_is_reported() -> None:
               and s.call.size is None]
     sim.reset()
     opener = backend_opener("sim")
-    result = run_differential(4, [opener, lambda: BumpAllocId(opener(), 2)])
+    result = run_differential(4, [opener, lambda: cast(Handle, BumpAllocId(opener(), 2))])
     div = result.divergence
     assert div is not None and div.index == allocs[1]
     assert div.b["out"]["out_ioas_id"] == div.a["out"]["out_ioas_id"] + 1
@@ -173,7 +175,9 @@ def test_replay_finds_a_doctored_recording() -> None:
     assert result.divergence is not None and result.divergence.index == target["index"]
 
 
-def test_oracle_cli_differential_sim_vs_sim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_oracle_cli_differential_sim_vs_sim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "d.json"
     status = oracle.main(["differential", "--a", "sim", "--b", "sim", "--seeds", "2",
                           "--calls", "60", "--json", str(out)])

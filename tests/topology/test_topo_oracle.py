@@ -2,7 +2,7 @@
 links exactly (partition and numbers). Runs inside the oracle guest (intel-iommu):
 
     ORACLE_SCRATCH=/tmp/oracle-topo /work/shared/oracle/run-guest.sh \
-        "/work/main/.venv/bin/python -m pytest -q -m oracle tests/topology"
+        "/work/main/.venv/bin/python -m pytest -q --backend=linux tests/topology"
 """
 
 from __future__ import annotations

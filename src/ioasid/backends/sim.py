@@ -16,24 +16,40 @@ import os
 from ioasid.backends.base import IoctlArg
 from ioasid.hw.memory import buffer_address
 from ioasid.kernel.machine import File, Kernel
+from ioasid.topology import Bdf, Topology
 
 NAME = "sim"
 
 _kernel: Kernel | None = None
 
 
+TOPOLOGY_ENV = "IOASID_SIM_TOPOLOGY"
+"""A topology file (YAML/JSON) the simulated host boots with instead of the default host."""
+
+
+def _boot(topology: str | os.PathLike[str] | Topology | None) -> Kernel:
+    from ioasid import topology as topo_mod
+
+    if topology is None and os.environ.get(TOPOLOGY_ENV):
+        topology = os.environ[TOPOLOGY_ENV]
+    if topology is not None and not isinstance(topology, topo_mod.Topology):
+        topology = topo_mod.load(topology)
+    return Kernel(topology)
+
+
 def kernel() -> Kernel:
     """The simulated host's kernel, shared by every handle of this process."""
     global _kernel
     if _kernel is None:
-        _kernel = Kernel()
+        _kernel = _boot(None)
     return _kernel
 
 
-def reset() -> Kernel:
-    """Boot a fresh simulated kernel (open handles keep the old one)."""
+def reset(topology: str | os.PathLike[str] | Topology | None = None) -> Kernel:
+    """Boot a fresh simulated host (open handles keep the old one): the embedded default
+    host, or ``topology`` (a file or a :class:`ioasid.topology.Topology`)."""
     global _kernel
-    _kernel = Kernel()
+    _kernel = _boot(topology)
     return _kernel
 
 

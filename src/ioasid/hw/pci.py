@@ -7,40 +7,14 @@ is given), so a device model only says *what* it reads and writes, at which IOVA
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-
 from ioasid.hw.dma import DmaEngine
+from ioasid.topology.model import Bdf
+
+__all__ = ["Bdf", "Fabric", "FabricDma", "PciFunction"]
 
 PCI_COMMAND = 0x04
 PCI_COMMAND_MEMORY = 0x2
 PCI_COMMAND_MASTER = 0x4
-
-
-@dataclass(frozen=True, order=True)
-class Bdf:
-    """``DDDD:BB:DD.F``."""
-
-    domain: int
-    bus: int
-    dev: int
-    fn: int
-
-    @classmethod
-    def parse(cls, text: str) -> Bdf:
-        try:
-            dom, bus, rest = text.split(":")
-            dev, fn = rest.split(".")
-            return cls(int(dom, 16), int(bus, 16), int(dev, 16), int(fn, 16))
-        except ValueError:
-            raise ValueError(f"{text!r} is not a PCI address DDDD:BB:DD.F") from None
-
-    @property
-    def rid(self) -> int:
-        """The requester id the IOMMU sees: bus << 8 | devfn."""
-        return self.bus << 8 | self.dev << 3 | self.fn
-
-    def __str__(self) -> str:
-        return f"{self.domain:04x}:{self.bus:02x}:{self.dev:02x}.{self.fn:x}"
 
 
 class PciFunction:
@@ -80,3 +54,68 @@ class PciFunction:
 
     def bar_write(self, bar: int, offset: int, data: bytes) -> None:
         """Writes to unimplemented registers are dropped, as on hardware."""
+
+
+class Fabric:
+    """Where a DMA request goes before any IOMMU sees it.
+
+    A request whose address falls in a peer's BAR is routed by switches and multifunction
+    devices straight to that peer when no ACS control redirects it upstream (the P2P
+    domains of :func:`ioasid.topology.audit.p2p_domains`): it is never translated. Every
+    other request goes up to the root complex and through the IOMMU.
+    """
+
+    def __init__(self) -> None:
+        self.functions: dict[Bdf, PciFunction] = {}
+        self.bars: list[tuple[int, int, PciFunction, int]] = []
+        self.p2p_domain: dict[Bdf, int] = {}
+        self.log: list[tuple[Bdf, Bdf, int, int]] = []
+        """Peer-to-peer writes that bypassed the IOMMU: (source, target, address, bytes)."""
+
+    def add(self, fn: PciFunction, bar_base: int | None = None) -> None:
+        self.functions[fn.bdf] = fn
+        if bar_base is not None and fn.bar_sizes:
+            base = bar_base
+            for index, size in enumerate(fn.bar_sizes):
+                self.bars.append((base, base + size, fn, index))
+                struct.pack_into("<I", fn.config, 0x10 + 4 * index, base & 0xFFFFFFF0)
+                base += size
+
+    def route(self, source: Bdf, addr: int) -> tuple[PciFunction, int, int] | None:
+        """The peer (function, BAR, offset) a request from ``source`` reaches untranslated."""
+        domain = self.p2p_domain.get(source)
+        if domain is None:
+            return None
+        for start, end, fn, index in self.bars:
+            if start <= addr < end and fn.bdf != source and self.p2p_domain.get(fn.bdf) == domain:
+                return fn, index, addr - start
+        return None
+
+
+class FabricDma:
+    """A function's bus-master port: peer-to-peer where the fabric allows, else the IOMMU."""
+
+    def __init__(self, fabric: Fabric, fn: PciFunction, engine: DmaEngine) -> None:
+        self.fabric = fabric
+        self.fn = fn
+        self.engine = engine
+
+    @property
+    def faults(self) -> list[object]:
+        return list(self.engine.faults)
+
+    def read(self, iova: int, length: int, pasid: int | None = None) -> bytes:
+        peer = self.fabric.route(self.fn.bdf, iova) if pasid is None else None
+        if peer is not None:
+            target, bar, off = peer
+            return target.bar_read(bar, off, length)
+        return self.engine.read(iova, length, pasid)
+
+    def write(self, iova: int, data: bytes | memoryview, pasid: int | None = None) -> None:
+        peer = self.fabric.route(self.fn.bdf, iova) if pasid is None else None
+        if peer is not None:
+            target, bar, off = peer
+            target.bar_write(bar, off, bytes(data))
+            self.fabric.log.append((self.fn.bdf, target.bdf, iova, len(data)))
+            return
+        self.engine.write(iova, data, pasid)

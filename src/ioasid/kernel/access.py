@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ioasid.hw.memory import PAGE_SIZE
+from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace
 from ioasid.kernel.errors import fail
 from ioasid.kernel.io_pagetable import IOMMU_READ, IOMMU_WRITE, Area
 from ioasid.kernel.ioas import Ioas
@@ -45,10 +45,6 @@ class AccessOps:
 
     needs_pin_pages: bool
     unmap: Callable[[int, int], None] | None
-
-
-def _align_down(x: int) -> int:
-    return x - x % PAGE_SIZE
 
 
 class Access(IommufdObject):
@@ -422,15 +418,13 @@ def _rw_page(
     kernel: Kernel, pages: IoptPages, start_byte: int, data: memoryview, flags: int
 ) -> None:
     """``iopt_pages_rw_page``: one page through ``pin_user_pages_remote`` of the mapper's
-    mm; a dead mm takes the slow path."""
+    mm (``FOLL_WRITE`` for a write: EFAULT where that pin fails); a dead mm takes the
+    slow path. The address space's own copy does that very pin (``process_vm_readv`` /
+    ``process_vm_writev`` pin the remote page with ``FOLL_WRITE`` iff writing)."""
     if not pages.source_mm.alive:
         _rw_slow(kernel, pages, start_byte, data, flags)
         return
-    va = pages.uptr + start_byte
-    pages.source_mm.aspace.check_pinnable(
-        _align_down(va), PAGE_SIZE, bool(flags & IOMMUFD_ACCESS_RW_WRITE)
-    )
-    _copy_user(pages, va, data, flags)
+    _copy_user(pages, pages.uptr + start_byte, data, flags)
 
 
 def _rw_slow(
@@ -449,13 +443,40 @@ def _rw_slow(
         chunk = data[pos : pos + hi - lo]
         if count:
             _copy_frames(kernel, pages, lo, chunk, flags)
+        elif pages.type == AddressType.USER:
+            _check_user_pinnable(pages, a, b)
+            _copy_user(pages, pages.uptr + lo, chunk, flags)
         else:
             pages._check_source(a, b)
-            if pages.type == AddressType.USER:
-                _copy_user(pages, pages.uptr + lo, chunk, flags)
-            else:
-                _copy_file(pages, pages.start + lo, chunk, flags)
+            _copy_file(pages, pages.start + lo, chunk, flags)
         pos += hi - lo
+
+
+_PINNABLE_SEEN: dict[tuple[int, int, int, bool], bytes] = {}
+"""``(pid, va, length, write)`` → the ``/proc/<pid>/maps`` under which it was pinnable."""
+
+
+def _check_user_pinnable(pages: IoptPages, first: int, last: int) -> None:
+    """What ``pfn_reader_user_pin`` refuses for user pages ``[first, last]``: a gone mm,
+    or a range ``pin_user_pages(FOLL_LONGTERM | (writable ? FOLL_WRITE : 0))`` fails on
+    (EFAULT). The VMA walk is remembered while the process's memory map stays the same:
+    ``check_access_rw`` makes thousands of small slow-path copies."""
+    if not pages.source_mm.alive:
+        fail(errno.EFAULT, "the mm that mapped these pages has exited")
+    aspace = pages.source_mm.aspace
+    va, length = pages.uptr + first * PAGE_SIZE, (last - first + 1) * PAGE_SIZE
+    if not isinstance(aspace, SelfAddressSpace):
+        aspace.check_pinnable(va, length, pages.writable)
+        return
+    with open(f"/proc/{aspace.pid}/maps", "rb") as f:
+        maps = f.read()
+    key = (aspace.pid, va, length, pages.writable)
+    if _PINNABLE_SEEN.get(key) == maps:
+        return
+    aspace.check_pinnable(va, length, pages.writable)
+    if len(_PINNABLE_SEEN) > 256:
+        _PINNABLE_SEEN.clear()
+    _PINNABLE_SEEN[key] = maps
 
 
 def _copy_frames(

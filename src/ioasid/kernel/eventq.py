@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ioasid import uapi
+from ioasid.kernel.anon_inode import AnonFile, anon_inodes
 from ioasid.kernel.errors import fail
-from ioasid.kernel.main import IommufdCtx, Ucmd, anon_inode_getfd
+from ioasid.kernel.main import IommufdCtx, Ucmd
 from ioasid.kernel.objects import IommufdObject, ObjType
 
 if TYPE_CHECKING:
     from ioasid.kernel.device import AttachHandle, Device
 
+FAULT_FILE_NAME = "[iommufd-pgfault]"
 FAULT_SIZE = ctypes.sizeof(uapi.iommu_hwpt_pgfault)
 RESPONSE_SIZE = ctypes.sizeof(uapi.iommu_hwpt_page_response)
 
@@ -118,13 +120,13 @@ class FaultFile:
         a code other than SUCCESS/INVALID, or an unknown cookie → EINVAL (after the
         responses before it were taken)."""
         if len(data) % RESPONSE_SIZE:
-            fail(errno.ESPIPE, f"fault write of {len(data)} bytes: not a multiple of {RESPONSE_SIZE}")
+            fail(
+                errno.ESPIPE, f"fault write of {len(data)} bytes: not a multiple of {RESPONSE_SIZE}"
+            )
         done = 0
         fault = self.fault
         while len(data) > done:
-            resp = uapi.iommu_hwpt_page_response.from_buffer_copy(
-                data[done : done + RESPONSE_SIZE]
-            )
+            resp = uapi.iommu_hwpt_page_response.from_buffer_copy(data[done : done + RESPONSE_SIZE])
             rule = ""
             if resp.code not in (uapi.IOMMUFD_PAGE_RESP_SUCCESS, uapi.IOMMUFD_PAGE_RESP_INVALID):
                 rule = f"response code {resp.code} is neither SUCCESS nor INVALID"
@@ -146,30 +148,38 @@ class FaultFile:
 
 def fault_alloc(ucmd: Ucmd) -> int:
     """``IOMMU_FAULT_QUEUE_ALLOC``: flags → EOPNOTSUPP; the object, its file (which holds
-    a reference) and an fd; respond."""
+    a reference until the last ``close``) and an fd; respond; install the fd."""
     cmd = ucmd.cmd
     if cmd.flags:
         fail(errno.EOPNOTSUPP, "IOMMU_FAULT_QUEUE_ALLOC: flags must be 0")
     ictx = ucmd.ictx
     fault = ictx.objects.alloc(Fault(ictx))
-    fault.users += 1
+    anon = anon_inodes(ictx.kernel)
+    fdno = anon.get_unused_fd(FAULT_FILE_NAME)
     file = FaultFile(fault)
-    fd = anon_inode_getfd(ictx.kernel, file)
-    fault.fd = fd
+    fault.users += 1
     cmd.out_fault_id = fault.id
-    cmd.out_fault_fd = fd
+    cmd.out_fault_fd = fdno
     try:
         ucmd.respond()
     except OSError:
-        import os
-
-        ictx.kernel.files.pop(fd, None)
-        os.close(fd)
+        anon.put_unused_fd(fdno)
         fault.users -= 1
         ictx.objects.abort(fault)
         raise
     ictx.objects.finalize(fault)
+    anon.fd_install(fdno, AnonFile(FAULT_FILE_NAME, file, file.release))
+    fault.fd = fdno
     return 0
+
+
+def fault_file(kernel: object, fd: int) -> FaultFile | None:
+    """The fault queue file ``fd`` refers to (for ``read``/``write`` on the sim backend)."""
+    from ioasid.kernel.machine import Kernel
+
+    assert isinstance(kernel, Kernel)
+    f = anon_inodes(kernel).fget(fd)
+    return f.private_data if f is not None and isinstance(f.private_data, FaultFile) else None
 
 
 def report_device_fault(idev: Device, prm: uapi.iommu_hwpt_pgfault) -> int:

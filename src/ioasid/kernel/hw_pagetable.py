@@ -280,9 +280,7 @@ def hwpt_paging_alloc(
     ictx = idev.ictx
     if flags & ~PAGING_VALID_FLAGS:
         fail(errno.EOPNOTSUPP, f"HWPT_ALLOC: unknown flags {flags & ~PAGING_VALID_FLAGS:#x}")
-    if flags & uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not idev.driver.capable(
-        "DIRTY_TRACKING"
-    ):
+    if flags & uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not idev.driver.capable("DIRTY_TRACKING"):
         fail(errno.EOPNOTSUPP, f"device {idev.id} has no IOMMU_CAP_DIRTY_TRACKING")
     if flags & uapi.IOMMU_HWPT_FAULT_ID_VALID and flags & uapi.IOMMU_HWPT_ALLOC_NEST_PARENT:
         fail(errno.EOPNOTSUPP, "a NEST_PARENT HWPT cannot have a fault queue (FAULT_ID_VALID)")

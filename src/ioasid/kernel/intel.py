@@ -13,19 +13,35 @@ from typing import TYPE_CHECKING
 
 from ioasid import uapi
 from ioasid.hw.iommu import IommuCaps, IommuUnit
+from ioasid.hw.pagetable.base import HwError
 from ioasid.kernel.device import IommuDriver
-from ioasid.kernel.errors import fail
+from ioasid.kernel.errors import KernelError, fail
+from ioasid.kernel.hw_pagetable import IommuDomain
+from ioasid.kernel.ownership import GroupState
 
 if TYPE_CHECKING:
     from ioasid.kernel.machine import Kernel
 
 QEMU_CAP_REG = 0xD2008C222F0606
 QEMU_ECAP_REG = 0x480080F00F4A
+
+SERVER_CAP_REG = QEMU_CAP_REG
+SERVER_ECAP_REG = (
+    QEMU_ECAP_REG
+    | 1 << 7  # SC: snoop control (enforce cache coherency)
+    | 1 << 26  # NEST
+    | 1 << 40  # PASID
+    | 19 << 35  # PSS: 20-bit PASIDs
+    | 1 << 45  # SLADS: second-stage A/D (dirty tracking)
+)
+"""A server-class unit (Sapphire Rapids-like): QEMU's registers plus snoop control,
+nesting, 20-bit PASIDs and dirty tracking."""
 IOAPIC_RANGE = (0xFEE00000, 0xFEEFFFFF)
 
 
-def caps_from_registers(cap: int, ecap: int, pasid_log2: int = 0) -> IommuCaps:
-    """Decode CAP/ECAP: SAGAW, MGAW, SLLPS, ECAP.SC/NEST/SLADS."""
+def caps_from_registers(cap: int, ecap: int) -> IommuCaps:
+    """Decode CAP/ECAP: SAGAW, MGAW, SLLPS, ECAP.SC/NEST/SLADS/PASID/PSS."""
+    pasid_log2 = (ecap >> 35 & 0x1F) + 1 if ecap >> 40 & 1 else 0
     sagaw = cap >> 8 & 0x1F
     levels = tuple(lv for bit, lv in ((1, 3), (2, 4), (3, 5)) if sagaw >> bit & 1)
     return IommuCaps.vtd(
@@ -55,9 +71,46 @@ class VtdDriver(IommuDriver):
 
     unit: VtdUnit
 
-    def __init__(self, kernel: Kernel, unit: VtdUnit, rid: int, pasid_log2: int = 0) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        unit: VtdUnit,
+        rid: int,
+        pasid_log2: int = 0,
+        group: GroupState | None = None,
+    ) -> None:
         super().__init__(kernel, unit, rid)
-        self.max_pasids = 1 << pasid_log2 if pasid_log2 and unit.caps.max_pasid_log2 else 0
+        width = min(pasid_log2, unit.caps.max_pasid_log2)
+        self.max_pasids = 1 << width if width else 0
+        self.group = group
+
+    def attach_dev(self, domain: IommuDomain | None, pasid: int | None = None) -> None:
+        """Attach the whole IOMMU group: the first device in programs every member's
+        context entry; the last one out blocks them (``iommufd_group_first_attach``).
+        Another member attached elsewhere → EINVAL."""
+        group = self.group
+        if group is None or pasid is not None:
+            super().attach_dev(domain, pasid)
+            return
+        if domain is None:
+            group.attached.pop(self, None)
+            if not group.attached:
+                for rid in group.rids:
+                    self.unit.detach(rid)
+            return
+        other = group.hwpt_of_group(self)
+        if other is not None and other is not domain:
+            fail(
+                errno.EINVAL,
+                f"IOMMU group {group.id} is attached to another domain: every device of a "
+                "group must use the same HWPT",
+            )
+        try:
+            for rid in group.rids:
+                self.unit.attach(rid, domain.hw)
+        except HwError as exc:
+            raise KernelError(exc.errno or errno.EINVAL, str(exc.strerror)) from None
+        group.attached[self] = domain
 
     def hw_info(self, in_type: int) -> tuple[bytes, int]:
         """``intel_iommu_hw_info``."""

@@ -19,7 +19,9 @@ from ioasid.kernel.process import MmStruct, Processes
 
 if TYPE_CHECKING:
     from ioasid.kernel.device import IommuDriver
+    from ioasid.kernel.ownership import GroupState
     from ioasid.kernel.vfio_device import VfioPciDevice
+    from ioasid.topology import Bdf, Topology
 
 
 class File(Protocol):
@@ -33,7 +35,7 @@ class File(Protocol):
 class Kernel:
     """The simulated kernel's global state."""
 
-    def __init__(self) -> None:
+    def __init__(self, topology: Topology | None = None) -> None:
         self.processes = Processes()
         self.files: dict[int, File] = {}
         self.phys = PhysMap()
@@ -42,7 +44,9 @@ class Kernel:
         self.mock_dev_ida = 0
         self.vtd_units: list[IommuUnit] = []
         self.vfio_devices: list[VfioPciDevice] = []
-        self.boot_default_host()
+        self.groups: dict[int, GroupState] = {}
+        self.functions: dict[Bdf, tuple[PciFunction, IommuDriver]] = {}
+        self.boot(topology)
         self.test_memory_limit = 65536
         """``iommufd_test_memory_limit``: the mock driver's batch memory limit."""
 
@@ -58,18 +62,67 @@ class Kernel:
         self.vfio_devices.append(vdev)
         return vdev
 
-    def boot_default_host(self) -> None:
-        """The default simulated host: one VT-d unit (as QEMU's intel-iommu presents it) and
-        QEMU's edu device at 0000:00:10.0, bound to vfio-pci as ``/dev/vfio/devices/vfio0``
-        — the oracle guest's layout."""
-        from ioasid.hw.devices.edu import EduDevice
-        from ioasid.hw.pci import Bdf
-        from ioasid.kernel.intel import VtdDriver, VtdUnit
+    def boot(self, topology: Topology | None = None) -> None:
+        """Probe the host's PCI fabric as Linux does: form IOMMU groups, enable ACS, take
+        kernel drivers' DMA ownership, and give every function bound to vfio-pci a cdev
+        (``/dev/vfio/devices/vfioN``, in probe order). QEMU's edu device sits behind a
+        VT-d unit as QEMU presents it (``dmar0``); everything else behind a server-class
+        unit (``dmar1``: snoop control, nesting, 20-bit PASIDs, dirty tracking)."""
+        from ioasid import topology as topo_mod
+        from ioasid.hw.devices.edu import EDU_DEVICE, EDU_VENDOR, EduDevice
+        from ioasid.hw.pci import Fabric, FabricDma
+        from ioasid.kernel.intel import SERVER_CAP_REG, SERVER_ECAP_REG, VtdDriver, VtdUnit
+        from ioasid.kernel.ownership import DRIVER_MANAGED_DMA, GroupState
+        from ioasid.topology.audit import p2p_domains, pasid_eligibility
 
-        unit = VtdUnit("dmar0")
-        self.vtd_units.append(unit)
-        edu = EduDevice(Bdf(0, 0, 0x10, 0))
-        self.add_vfio_pci(edu, VtdDriver(self, unit, edu.bdf.rid))
+        topo = topo_mod.default_host() if topology is None else topology
+        grouping = topo_mod.group(topo)
+        self.topology, self.grouping = topo, grouping
+        qemu_unit = VtdUnit("dmar0")
+        server_unit = VtdUnit("dmar1", SERVER_CAP_REG, SERVER_ECAP_REG)
+        self.vtd_units = [qemu_unit, server_unit]
+        fabric = self.fabric = Fabric()
+        for index, domain in enumerate(p2p_domains(topo, grouping.acs)):
+            for b in domain.devices:
+                fabric.p2p_domain[b] = index
+        for g in grouping.groups:
+            fns = [topo.functions[b] for b in g.devices]
+            self.groups[g.id] = GroupState(
+                g.id,
+                [str(b) for b in g.devices],
+                [b.rid for b in g.devices],
+                {
+                    str(f.bdf): f.driver
+                    for f in fns
+                    if f.driver and f.driver not in DRIVER_MANAGED_DMA
+                },
+            )
+        bar = 0xE0000000
+        for f in topo:
+            edu_like = not f.is_bridge
+            if (f.vendor, f.device) == (EDU_VENDOR, EDU_DEVICE):
+                model: PciFunction = EduDevice(f.bdf)
+            elif edu_like:
+                model = EduDevice(f.bdf, f.vendor, f.device, f.class_code << 8)
+            else:
+                model = PciFunction(f.bdf, f.vendor, f.device, f.class_code << 8)
+            fabric.add(model, bar if edu_like else None)
+            if edu_like:
+                bar += 1 << 20
+            gid = grouping.group_of.get(f.bdf)
+            if gid is None:
+                continue
+            unit = qemu_unit if model.vendor == EDU_VENDOR else server_unit
+            pasid = (
+                f.pasid_max_width
+                if f.pasid and pasid_eligibility(grouping.acs, f.bdf).eligible
+                else 0
+            )
+            driver = VtdDriver(self, unit, f.bdf.rid, pasid, self.groups[gid])
+            model.dma = FabricDma(fabric, model, self.dma_engine(driver))
+            self.functions[f.bdf] = (model, driver)
+            if f.driver == "vfio-pci":
+                self.add_vfio_pci(model, driver)
 
     def pin_count(self, mm: MmStruct, vpn: int) -> int:
         """Long-term pins held on the page at virtual page number ``vpn`` of ``mm``."""

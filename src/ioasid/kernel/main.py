@@ -60,6 +60,8 @@ class IommufdCtx:
         # iommufd_fops_open(): /dev/vfio/vfio defaults to VFIO's MM accounting
         self.account_mode = AccountMode.MM if vfio_container else AccountMode.NONE
         self.vfio_ioas: Any = None
+        self.groups: dict[object, Any] = {}
+        """``ictx->groups``: the ``iommufd_group`` of each IOMMU group with a bound device."""
         self.no_iommu_mode = False
         self.closed = False
         self.file_refs = 1
@@ -114,18 +116,6 @@ class IommufdCtx:
 
     def __repr__(self) -> str:
         return f"<IommufdCtx objects={len(self.objects)}>"
-
-
-def anon_inode_getfd(kernel: Kernel, file: Any) -> int:
-    """``get_unused_fd_flags(O_CLOEXEC)`` + ``fd_install`` of an anonymous-inode file the
-    kernel hands to user space (fault queue, vEVENTQ, access object): a real fd number of
-    this process (an eventfd, so it never collides), whose ``read``/``write``/``release``
-    the simulated kernel serves through ``kernel.files``."""
-    import os
-
-    fd = os.eventfd(0, os.EFD_CLOEXEC)
-    kernel.files[fd] = file
-    return fd
 
 
 def check_reserved(value: int, what: str = "__reserved") -> None:

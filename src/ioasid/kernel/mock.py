@@ -1,9 +1,17 @@
 """``selftest.c``: the ``CONFIG_IOMMUFD_TEST`` mock driver behind ``IOMMU_TEST_CMD``.
 
-Implemented ops: ADD_RESERVED, SET_TEMP_MEMORY_LIMIT, MD_CHECK_REFS, MOCK_DOMAIN and
-MOCK_DOMAIN_FLAGS (a mock device bound and attached, with the mock IOMMU's domain: 2 KiB
-pages, aperture ``[MOCK_APERTURE_START, MOCK_APERTURE_LAST]``). Other ops answer
-``EOPNOTSUPP`` as the kernel does for an op it does not know.
+The mock IOMMU (``mock_ops``): paging domains in the generic-pt AMDv1 "mock" format
+(:mod:`ioasid.hw.pagetable.mock`: 2 KiB granule, aperture ``[MOCK_APERTURE_START,
+MOCK_APERTURE_LAST]`` or, with ``MOCK_IOMMUPT_HUGE``, the whole table), dirty tracking
+unless the device is ``MOCK_FLAGS_DEVICE_NO_DIRTY``, nested domains carrying a 4-entry mock
+IOTLB (``iommu_hwpt_selftest``), PASIDs (20 bits) for ``MOCK_FLAGS_DEVICE_PASID`` devices,
+and a blocking default domain. Each mock device is its own IOMMU group.
+
+Ops here: ADD_RESERVED, MOCK_DOMAIN(_FLAGS), MOCK_DOMAIN_REPLACE, MD_CHECK_MAP,
+MD_CHECK_REFS, MD_CHECK_IOTLB, DEV_CHECK_CACHE, SET_TEMP_MEMORY_LIMIT, DIRTY, TRIGGER_IOPF,
+PASID_ATTACH / REPLACE / DETACH / CHECK_HWPT. The access-object ops are in
+:mod:`ioasid.kernel.mock_access`. Other ops answer ``EOPNOTSUPP`` as the kernel does for an
+op it does not know.
 """
 
 from __future__ import annotations
@@ -12,22 +20,89 @@ import errno
 from typing import TYPE_CHECKING
 
 from ioasid import uapi
-from ioasid.hw.iommu import Driver, IommuCaps, IommuUnit
-from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace
-from ioasid.kernel.device import Device, IommuDriver
+from ioasid.hw.iommu import IommuCaps, IommuUnit
+from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace, Vma
+from ioasid.kernel.device import IOMMU_NO_PASID, Device, IommuDriver
 from ioasid.kernel.errors import fail
-from ioasid.kernel.hw_pagetable import HwptPaging
+from ioasid.kernel.eventq import (
+    IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE,
+    IOMMU_FAULT_PAGE_REQUEST_PASID_VALID,
+    report_device_fault,
+)
+from ioasid.kernel.hw_pagetable import (
+    AnyDomain,
+    HwPagetable,
+    HwptNested,
+    HwptPaging,
+    IommuDomain,
+    NestedDomain,
+    UserData,
+    UserDataArray,
+    copy_struct_from_user,
+    copy_struct_from_user_array,
+)
 from ioasid.kernel.ioas import get_ioas
 from ioasid.kernel.main import Ucmd
 from ioasid.kernel.objects import IommufdObject, ObjType
-from ioasid.kernel.pages import ULONG_MAX
+from ioasid.kernel.pages import FILE_PAGE_PINS, ULONG_MAX
 
 if TYPE_CHECKING:
     from ioasid.kernel.machine import Kernel
 
+MOCK_OPS = "mock"
+MOCK_PAGING_FLAGS = (
+    uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+    | uapi.IOMMU_HWPT_ALLOC_NEST_PARENT
+    | uapi.IOMMU_HWPT_ALLOC_PASID
+)
+MOCK_DEV_VALID_FLAGS = uapi.MOCK_FLAGS_DEVICE_NO_DIRTY | uapi.MOCK_FLAGS_DEVICE_PASID
+SZ_16M = 16 * 1024 * 1024
+
+
+class MockNestedDomain(NestedDomain):
+    """``struct mock_iommu_domain_nested``: ``iotlb[MOCK_NESTED_DOMAIN_IOTLB_NUM]``."""
+
+    def __init__(self, parent: IommuDomain, iotlb: int) -> None:
+        super().__init__(parent, MOCK_OPS)
+        self.iotlb = [iotlb] * uapi.MOCK_NESTED_DOMAIN_IOTLB_NUM
+
+    def cache_invalidate_user(self, ucmd: Ucmd, array: UserDataArray) -> None:
+        """``mock_domain_cache_invalidate_user``: array type → EINVAL; then per entry:
+        copy (EINVAL/EFAULT/E2BIG), unknown flags → EOPNOTSUPP, iotlb_id > 3 → EINVAL;
+        FLAG_ALL clears every entry. ``entry_num`` = entries processed."""
+        processed = 0
+        try:
+            if array.type != uapi.IOMMU_HWPT_INVALIDATE_DATA_SELFTEST:
+                fail(errno.EINVAL, f"invalidation data type {array.type:#x} is not SELFTEST")
+            for i in range(array.entry_num):
+                inv = copy_struct_from_user_array(
+                    ucmd,
+                    uapi.iommu_hwpt_invalidate_selftest,
+                    array,
+                    uapi.IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
+                    i,
+                    "iotlb_id",
+                )
+                if inv.flags & ~uapi.IOMMU_TEST_INVALIDATE_FLAG_ALL:
+                    fail(errno.EOPNOTSUPP, f"entry {i}: unknown flags {inv.flags:#x}")
+                if inv.iotlb_id > uapi.MOCK_NESTED_DOMAIN_IOTLB_ID_MAX:
+                    fail(errno.EINVAL, f"entry {i}: iotlb_id {inv.iotlb_id} > 3")
+                if inv.flags & uapi.IOMMU_TEST_INVALIDATE_FLAG_ALL:
+                    self.iotlb = [0] * uapi.MOCK_NESTED_DOMAIN_IOTLB_NUM
+                else:
+                    self.iotlb[inv.iotlb_id] = 0
+                processed += 1
+        finally:
+            array.entry_num = processed
+
 
 class MockDriver(IommuDriver):
-    """``mock_ops``: the selftest IOMMU driver of one mock device (``dev_flags``)."""
+    """``mock_ops`` serving one mock device (``struct mock_dev``: ``dev_flags``, the
+    per-device ``cache[]`` and the PASID-1024 fake-error latch)."""
+
+    ops = MOCK_OPS
+    has_nested = True
+    user_pasid_table = True
 
     def __init__(self, kernel: Kernel, dev_flags: int = 0) -> None:
         no_dirty = bool(dev_flags & uapi.MOCK_FLAGS_DEVICE_NO_DIRTY)
@@ -35,12 +110,16 @@ class MockDriver(IommuDriver):
         key = (no_dirty, pasid)
         unit = kernel.mock_units.get(key)
         if unit is None:
-            caps = IommuCaps.mock(dirty_tracking=not no_dirty, max_pasid_log2=20 if pasid else 0)
+            caps = IommuCaps.mock(
+                dirty_tracking=not no_dirty, max_pasid_log2=uapi.MOCK_PASID_WIDTH if pasid else 0
+            )
             unit = kernel.mock_units[key] = IommuUnit(caps, "mock_iommu")
         kernel.mock_dev_ida += 1
         super().__init__(kernel, unit, kernel.mock_dev_ida)
         self.dev_flags = dev_flags
-        self.max_pasids = 1 << 20 if pasid else 0
+        self.max_pasids = 1 << uapi.MOCK_PASID_WIDTH if pasid else 0
+        self.cache = [uapi.IOMMU_TEST_DEV_CACHE_DEFAULT] * uapi.MOCK_DEV_CACHE_NUM
+        self.pasid_1024_fake_error = False
 
     def hw_info(self, in_type: int) -> tuple[bytes, int]:
         """``mock_domain_hw_info``."""
@@ -57,6 +136,72 @@ class MockDriver(IommuDriver):
             return not self.dev_flags & uapi.MOCK_FLAGS_DEVICE_NO_DIRTY
         return False
 
+    def domain_alloc_paging(
+        self, ucmd: Ucmd | None, flags: int, user_data: UserData | None
+    ) -> IommuDomain:
+        """``mock_domain_alloc_paging_flags``: flags outside DIRTY|NEST_PARENT|PASID, or
+        DIRTY_TRACKING on a NO_DIRTY device → EOPNOTSUPP; driver data other than SELFTEST →
+        EOPNOTSUPP; copy ``iommu_hwpt_selftest`` (EINVAL/EFAULT/E2BIG); an unknown
+        ``pagetable_type`` → EOPNOTSUPP."""
+        if flags & ~MOCK_PAGING_FLAGS or (
+            flags & uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not self.capable("DIRTY_TRACKING")
+        ):
+            fail(errno.EOPNOTSUPP, f"mock IOMMU: paging flags {flags:#x} not supported here")
+        pagetable_type = 0
+        if user_data is not None:
+            if user_data.type not in (uapi.IOMMU_HWPT_DATA_SELFTEST, uapi.IOMMU_HWPT_DATA_NONE):
+                fail(errno.EOPNOTSUPP, f"mock IOMMU: data type {user_data.type:#x}")
+            assert ucmd is not None
+            cfg = self._copy_selftest(ucmd, user_data)
+            pagetable_type = cfg.pagetable_type
+        hw = self._hw(
+            lambda: self.unit.domain_alloc_paging(flags, pagetable_type=pagetable_type),
+            errno.EOPNOTSUPP,
+        )
+        return IommuDomain(hw, self.kernel.phys, MOCK_OPS)
+
+    @staticmethod
+    def _copy_selftest(ucmd: Ucmd, user_data: UserData) -> uapi.iommu_hwpt_selftest:
+        if user_data.type != uapi.IOMMU_HWPT_DATA_SELFTEST:
+            fail(errno.EINVAL, f"driver data type {user_data.type:#x} is not SELFTEST")
+        return copy_struct_from_user(
+            ucmd,
+            uapi.iommu_hwpt_selftest,
+            user_data.uptr,
+            user_data.len,
+            uapi.iommu_hwpt_selftest.offsetofend("iotlb"),
+            "iommu_hwpt_selftest",
+        )
+
+    def domain_alloc_nested(
+        self, ucmd: Ucmd, parent: IommuDomain, flags: int, user_data: UserData
+    ) -> NestedDomain:
+        """``mock_domain_alloc_nested``: flags other than PASID → EOPNOTSUPP; a parent that
+        is not a mock paging domain → EINVAL; data type other than SELFTEST → EOPNOTSUPP;
+        copy ``iommu_hwpt_selftest`` (EINVAL/EFAULT/E2BIG)."""
+        if flags & ~uapi.IOMMU_HWPT_ALLOC_PASID:
+            fail(errno.EOPNOTSUPP, f"mock nested domain: flags {flags:#x}")
+        if not isinstance(parent, IommuDomain) or parent.owner != MOCK_OPS:
+            fail(errno.EINVAL, "mock nested domain: the parent is not a mock paging domain")
+        if user_data.type != uapi.IOMMU_HWPT_DATA_SELFTEST:
+            fail(errno.EOPNOTSUPP, f"mock nested domain: data type {user_data.type:#x}")
+        cfg = self._copy_selftest(ucmd, user_data)
+        return MockNestedDomain(parent, cfg.iotlb)
+
+    def set_dev_pasid(self, domain: AnyDomain | None, pasid: int, old: AnyDomain | None) -> None:
+        """``mock_domain_set_dev_pasid_nop``: PASID 1024 fails every second attach with
+        ENOMEM (the latch is set by one attach, cleared by the failing one or by blocking),
+        to exercise the core's rollback."""
+        if pasid == uapi.IOMMU_TEST_PASID_RESERVED:
+            if domain is None:
+                self.pasid_1024_fake_error = False
+            elif self.pasid_1024_fake_error:
+                self.pasid_1024_fake_error = False
+                fail(errno.ENOMEM, "mock IOMMU: the designed failure of PASID 1024")
+            else:
+                self.pasid_1024_fake_error = True
+        super().set_dev_pasid(domain, pasid, old)
+
 
 class SelftestObj(IommufdObject):
     """``struct selftest_obj`` of TYPE_IDEV: owns a mock device and its binding."""
@@ -68,9 +213,18 @@ class SelftestObj(IommufdObject):
         self.idev: Device | None = None
 
     def destroy(self) -> None:
+        """``iommufd_selftest_destroy``: detach the RID, unbind, destroy the mock device."""
         if self.idev is not None:
+            self.idev.detach(IOMMU_NO_PASID)
             self.idev.unbind()
             self.idev = None
+
+
+def get_selftest_obj(ucmd: Ucmd, obj_id: int) -> SelftestObj:
+    """``iommufd_test_get_selftest_obj``: ENOENT for anything but a selftest device."""
+    sobj = ucmd.ictx.objects.get(obj_id, SelftestObj, "selftest device")
+    assert sobj.idev is not None
+    return sobj
 
 
 def add_reserved(ucmd: Ucmd) -> int:
@@ -97,8 +251,9 @@ def md_check_refs(ucmd: Ucmd) -> int:
     kernel = ucmd.ictx.kernel
     mm = kernel.processes.current.mm
     mm.aspace.check_pinnable(uptr, length, False)
+    vmas = mm.aspace.vmas() if isinstance(mm.aspace, SelfAddressSpace) else []
     for page in range(uptr // PAGE_SIZE, (uptr + length) // PAGE_SIZE):
-        count = kernel.pin_count(mm, page)
+        count = kernel.pin_count(mm, page) + _file_pins(vmas, page * PAGE_SIZE)
         if count != refs:
             fail(
                 errno.EIO,
@@ -107,20 +262,39 @@ def md_check_refs(ucmd: Ucmd) -> int:
     return 0
 
 
+def _file_pins(vmas: list[Vma], va: int) -> int:
+    """Pins taken through IOAS_MAP_FILE on the file page mapped shared at ``va``."""
+    for vma in vmas:
+        if vma.start <= va < vma.end:
+            if not (vma.shared and vma.inode):
+                return 0
+            pins = FILE_PAGE_PINS.get((vma.dev, vma.inode))
+            return 0 if pins is None else pins.get((vma.offset + va - vma.start) // PAGE_SIZE)
+    return 0
+
+
 def mock_domain_cmd(ucmd: Ucmd) -> int:
-    """``iommufd_test_mock_domain``: a selftest object (id), a bound mock device (id) and
-    its attachment to ``cmd.id`` (an IOAS: auto domain; or a HWPT)."""
+    """``iommufd_test_mock_domain``: the selftest object; the mock device (dev_flags other
+    than NO_DIRTY|PASID → EINVAL); ``iommufd_device_bind``; ``iommufd_device_attach`` of the
+    RID to ``cmd.id`` (an IOAS: auto domain; or a HWPT); respond; finalize."""
     cmd, ictx = ucmd.cmd, ucmd.ictx
     dev_flags = 0
     if cmd.op == uapi.IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
         dev_flags = cmd.mock_domain_flags.dev_flags
     sobj = ictx.objects.alloc(SelftestObj())
     try:
-        sobj.idev = Device.bind(ictx, MockDriver(ictx.kernel, dev_flags))
-        pt_id = sobj.idev.attach(cmd.id)
+        if dev_flags & ~MOCK_DEV_VALID_FLAGS:
+            fail(errno.EINVAL, f"MOCK_DOMAIN_FLAGS: unknown dev_flags {dev_flags:#x}")
+        idev = Device.bind(ictx, MockDriver(ictx.kernel, dev_flags))
+        try:
+            pt_id = idev.attach(cmd.id)
+        except OSError:
+            idev.unbind()
+            raise
+        sobj.idev = idev
         cmd.mock_domain.out_hwpt_id = pt_id
         cmd.mock_domain.out_stdev_id = sobj.id
-        cmd.mock_domain.out_idev_id = sobj.idev.id
+        cmd.mock_domain.out_idev_id = idev.id
         ucmd.respond()
     except OSError:
         ictx.objects.abort(sobj)
@@ -131,9 +305,9 @@ def mock_domain_cmd(ucmd: Ucmd) -> int:
 
 def mock_domain_replace(ucmd: Ucmd) -> int:
     """``iommufd_test_mock_domain_replace``: selftest object → ENOENT; then
-    ``iommufd_device_replace`` to ``pt_id`` (an IOAS: auto domain; or a HWPT_PAGING)."""
-    cmd, ictx = ucmd.cmd, ucmd.ictx
-    sobj = ictx.objects.get(cmd.id, SelftestObj, "selftest device")
+    ``iommufd_device_replace`` of the RID to ``pt_id`` (an IOAS: auto domain; or a HWPT)."""
+    cmd = ucmd.cmd
+    sobj = get_selftest_obj(ucmd, cmd.id)
     assert sobj.idev is not None
     cmd.mock_domain_replace.pt_id = sobj.idev.replace(cmd.mock_domain_replace.pt_id)
     ucmd.respond()
@@ -144,9 +318,17 @@ def get_md_pagetable(ucmd: Ucmd, hwpt_id: int) -> HwptPaging:
     """``get_md_pagetable``: a HWPT_PAGING (ENOENT) whose domain is the mock driver's
     (EINVAL)."""
     hwpt = ucmd.ictx.objects.get(hwpt_id, HwptPaging, "HWPT_PAGING")
-    if hwpt.domain.hw.driver is not Driver.MOCK:
+    if hwpt.domain.owner != MOCK_OPS:
         fail(errno.EINVAL, f"HWPT {hwpt_id} is not a mock IOMMU domain")
     return hwpt
+
+
+def get_md_pagetable_nested(ucmd: Ucmd, hwpt_id: int) -> MockNestedDomain:
+    """``get_md_pagetable_nested``: a HWPT_NESTED (ENOENT) of the mock driver (EINVAL)."""
+    hwpt = ucmd.ictx.objects.get(hwpt_id, HwptNested, "HWPT_NESTED")
+    if not isinstance(hwpt.domain, MockNestedDomain):
+        fail(errno.EINVAL, f"HWPT {hwpt_id} is not a mock nested domain")
+    return hwpt.domain
 
 
 def md_check_map(ucmd: Ucmd) -> int:
@@ -178,7 +360,44 @@ def md_check_map(ucmd: Ucmd) -> int:
     return 0
 
 
+def md_check_iotlb(ucmd: Ucmd) -> int:
+    """``iommufd_test_md_check_iotlb``: a mock nested HWPT (ENOENT / EINVAL); iotlb_id > 3
+    or a different value → EINVAL."""
+    cmd = ucmd.cmd
+    domain = get_md_pagetable_nested(ucmd, cmd.id)
+    iotlb_id, expected = cmd.check_iotlb.id, cmd.check_iotlb.iotlb
+    if iotlb_id > uapi.MOCK_NESTED_DOMAIN_IOTLB_ID_MAX or domain.iotlb[iotlb_id] != expected:
+        got = (
+            f"{domain.iotlb[iotlb_id]:#x}"
+            if iotlb_id <= uapi.MOCK_NESTED_DOMAIN_IOTLB_ID_MAX
+            else "out of range"
+        )
+        fail(errno.EINVAL, f"MD_CHECK_IOTLB: iotlb[{iotlb_id}] is {got}, not {expected:#x}")
+    return 0
+
+
+def _mock_driver(ucmd: Ucmd, dev_id: int) -> tuple[Device, MockDriver]:
+    idev = ucmd.ictx.objects.get(dev_id, Device, "device")
+    if not isinstance(idev.driver, MockDriver):
+        fail(errno.EINVAL, f"device {dev_id} is not a mock device")
+    return idev, idev.driver
+
+
+def dev_check_cache(ucmd: Ucmd) -> int:
+    """``iommufd_test_dev_check_cache``: the device → ENOENT; cache_id > 3 or a different
+    value → EINVAL."""
+    cmd = ucmd.cmd
+    idev = ucmd.ictx.objects.get(cmd.id, Device, "device")
+    driver = idev.driver
+    assert isinstance(driver, MockDriver)
+    cache_id, expected = cmd.check_dev_cache.id, cmd.check_dev_cache.cache
+    if cache_id > uapi.MOCK_DEV_CACHE_ID_MAX or driver.cache[cache_id] != expected:
+        fail(errno.EINVAL, f"DEV_CHECK_CACHE: cache[{cache_id}] is not {expected:#x}")
+    return 0
+
+
 def set_temp_memory_limit(ucmd: Ucmd) -> int:
+    """SET_TEMP_MEMORY_LIMIT: below ``sizeof(unsigned long) + sizeof(u32)`` → EINVAL."""
     limit = ucmd.cmd.memory_limit.limit
     if limit < 8 + 4:
         fail(errno.EINVAL, f"SET_TEMP_MEMORY_LIMIT: {limit} is below the batch element size 12")
@@ -186,23 +405,150 @@ def set_temp_memory_limit(ucmd: Ucmd) -> int:
     return 0
 
 
+def dirty(ucmd: Ucmd) -> int:
+    """``iommufd_test_dirty``: page_size or length 0, iova/length not multiples of
+    page_size, or no bitmap → EINVAL; more than 16M * 8 pages → EOVERFLOW; a mock
+    HWPT_PAGING (ENOENT / EINVAL) with dirty tracking enabled (EINVAL); the bitmap
+    (EFAULT); mark every IOVA whose bit is set dirty in the page table (the generic pt
+    ``set_dirty``); ``out_nr_dirty`` = bits set."""
+    cmd = ucmd.cmd
+    d = cmd.dirty
+    iova, length, page_size, uptr = d.iova, d.length, d.page_size, d.uptr
+    if not page_size or not length or iova % page_size or length % page_size or not uptr:
+        fail(errno.EINVAL, "DIRTY: bad page_size/length/iova/uptr")
+    nmax = length // page_size
+    if nmax > SZ_16M * 8:
+        fail(errno.EOVERFLOW, f"DIRTY: {nmax} pages is more than {SZ_16M * 8}")
+    hwpt = get_md_pagetable(ucmd, cmd.id)
+    hw = hwpt.domain.hw
+    if not hw.dirty_tracking:
+        fail(errno.EINVAL, f"DIRTY: dirty tracking is not enabled on HWPT {hwpt.id}")
+    bitmap = ucmd.ictx.kernel.copy_from_user(uptr, (nmax + 7) // 8)
+    count = 0
+    for byte_index, byte in enumerate(bitmap):
+        if not byte:
+            continue
+        for bit in range(8):
+            i = byte_index * 8 + bit
+            if i < nmax and byte >> bit & 1:
+                hw.set_dirty(iova + i * page_size)
+                count += 1
+    cmd.dirty.out_nr_dirty = count
+    ucmd.respond()
+    return 0
+
+
+def trigger_iopf(ucmd: Ucmd) -> int:
+    """``iommufd_test_trigger_iopf``: the device → ENOENT, not a mock device → EINVAL; a
+    one-page (LAST_PAGE) page request, PASID-tagged unless ``pasid`` is 0, reported to the
+    iommu core (``iommu_report_device_fault``, whose result is ignored)."""
+    cmd = ucmd.cmd
+    t = cmd.trigger_iopf
+    idev, _ = _mock_driver(ucmd, t.dev_id)
+    flags = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE
+    if t.pasid != IOMMU_NO_PASID:
+        flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID
+    prm = uapi.iommu_hwpt_pgfault(
+        flags=flags, pasid=t.pasid, grpid=t.grpid, perm=t.perm, addr=t.addr
+    )
+    report_device_fault(idev, prm)
+    return 0
+
+
+def _get_hwpt(ucmd: Ucmd, hwpt_id: int) -> HwPagetable:
+    """``iommufd_get_hwpt``: ENOENT, or EINVAL for an object that is not a HWPT."""
+    obj = ucmd.ictx.objects.lookup(hwpt_id)
+    if obj is None:
+        fail(errno.ENOENT, f"no object with id {hwpt_id}")
+    if not isinstance(obj, HwPagetable):
+        fail(errno.EINVAL, f"object {hwpt_id} is a {type(obj).__name__}, not a HWPT")
+    return obj
+
+
+def pasid_check_hwpt(ucmd: Ucmd) -> int:
+    """``iommufd_test_pasid_check_hwpt``: selftest object → ENOENT; ``hwpt_id`` 0: the
+    PASID must have nothing attached (EINVAL); else the HWPT (ENOENT/EINVAL) must be the
+    domain attached at the PASID (EINVAL)."""
+    cmd = ucmd.cmd
+    sobj = get_selftest_obj(ucmd, cmd.id)
+    assert sobj.idev is not None
+    pasid, hwpt_id = cmd.pasid_check.pasid, cmd.pasid_check.hwpt_id
+    handle = sobj.idev.igroup.handles.get(pasid)
+    attached = None if handle is None else handle.domain
+    if not hwpt_id:
+        if attached is not None:
+            fail(errno.EINVAL, f"PASID_CHECK_HWPT: PASID {pasid} is attached")
+        return 0
+    hwpt = _get_hwpt(ucmd, hwpt_id)
+    if attached is not hwpt.domain:
+        fail(errno.EINVAL, f"PASID_CHECK_HWPT: PASID {pasid} is not attached to HWPT {hwpt_id}")
+    return 0
+
+
+def pasid_attach(ucmd: Ucmd) -> int:
+    """``iommufd_test_pasid_attach``: selftest object → ENOENT; ``iommufd_device_attach``
+    at the PASID (a detach undoes it when the response cannot be written)."""
+    cmd = ucmd.cmd
+    sobj = get_selftest_obj(ucmd, cmd.id)
+    assert sobj.idev is not None
+    pasid = cmd.pasid_attach.pasid
+    cmd.pasid_attach.pt_id = sobj.idev.attach(cmd.pasid_attach.pt_id, pasid)
+    try:
+        ucmd.respond()
+    except OSError:
+        sobj.idev.detach(pasid)
+        raise
+    return 0
+
+
+def pasid_replace(ucmd: Ucmd) -> int:
+    """``iommufd_test_pasid_replace``: selftest object → ENOENT; ``iommufd_device_replace``
+    at the PASID."""
+    cmd = ucmd.cmd
+    sobj = get_selftest_obj(ucmd, cmd.id)
+    assert sobj.idev is not None
+    cmd.pasid_attach.pt_id = sobj.idev.replace(cmd.pasid_attach.pt_id, cmd.pasid_attach.pasid)
+    ucmd.respond()
+    return 0
+
+
+def pasid_detach(ucmd: Ucmd) -> int:
+    """``iommufd_test_pasid_detach``: selftest object → ENOENT; ``iommufd_device_detach``
+    (nothing attached: nothing happens)."""
+    cmd = ucmd.cmd
+    sobj = get_selftest_obj(ucmd, cmd.id)
+    assert sobj.idev is not None
+    sobj.idev.detach(cmd.pasid_detach.pasid)
+    return 0
+
+
 def iommufd_test(ucmd: Ucmd) -> int:
     """``IOMMU_TEST_CMD``: dispatch on ``op``; unknown op → EOPNOTSUPP."""
     op = ucmd.cmd.op
-    if op == uapi.IOMMU_TEST_OP_ADD_RESERVED:
-        return add_reserved(ucmd)
-    if op in (uapi.IOMMU_TEST_OP_MOCK_DOMAIN, uapi.IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS):
-        return mock_domain_cmd(ucmd)
-    if op == uapi.IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE:
-        return mock_domain_replace(ucmd)
-    if op == uapi.IOMMU_TEST_OP_MD_CHECK_MAP:
-        return md_check_map(ucmd)
-    if op == uapi.IOMMU_TEST_OP_MD_CHECK_REFS:
-        return md_check_refs(ucmd)
-    if op == uapi.IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
-        return set_temp_memory_limit(ucmd)
+    handler = _OPS.get(op)
+    if handler is not None:
+        return handler(ucmd)
     from ioasid.kernel.mock_access import ACCESS_OPS
 
     if op in ACCESS_OPS:
         return ACCESS_OPS[op](ucmd)
     fail(errno.EOPNOTSUPP, f"IOMMU_TEST_CMD: op {op} is not supported by the simulated mock driver")
+
+
+_OPS = {
+    uapi.IOMMU_TEST_OP_ADD_RESERVED: add_reserved,
+    uapi.IOMMU_TEST_OP_MOCK_DOMAIN: mock_domain_cmd,
+    uapi.IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS: mock_domain_cmd,
+    uapi.IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE: mock_domain_replace,
+    uapi.IOMMU_TEST_OP_MD_CHECK_MAP: md_check_map,
+    uapi.IOMMU_TEST_OP_MD_CHECK_REFS: md_check_refs,
+    uapi.IOMMU_TEST_OP_MD_CHECK_IOTLB: md_check_iotlb,
+    uapi.IOMMU_TEST_OP_DEV_CHECK_CACHE: dev_check_cache,
+    uapi.IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: set_temp_memory_limit,
+    uapi.IOMMU_TEST_OP_DIRTY: dirty,
+    uapi.IOMMU_TEST_OP_TRIGGER_IOPF: trigger_iopf,
+    uapi.IOMMU_TEST_OP_PASID_ATTACH: pasid_attach,
+    uapi.IOMMU_TEST_OP_PASID_REPLACE: pasid_replace,
+    uapi.IOMMU_TEST_OP_PASID_DETACH: pasid_detach,
+    uapi.IOMMU_TEST_OP_PASID_CHECK_HWPT: pasid_check_hwpt,
+}

@@ -160,7 +160,7 @@ def access_pages(ucmd: Ucmd) -> int:
     pfns = access.pin_pages(iova, length, flags & uapi.MOCK_FLAGS_ACCESS_WRITE)
     try:
         if uptr:
-            _check_pages(ucmd, uptr - (iova - iova % PAGE_SIZE), pfns)
+            _check_pages(ucmd, uptr - iova % PAGE_SIZE, pfns)
         item = AccessItem(iova, length, staccess.next_id)
         staccess.next_id = (staccess.next_id + 1) & 0xFFFFFFFF
         staccess.items.append(item)

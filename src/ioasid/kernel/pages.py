@@ -59,6 +59,12 @@ def fs_magic(fd: int) -> int:
     return int(buf.f_type) & 0xFFFFFFFF
 
 
+FILE_PAGE_PINS: dict[tuple[tuple[int, int], int], RangeCount] = {}
+"""Long-term pins taken through ``IOMMU_IOAS_MAP_FILE`` on the pages of a file, by the
+file's (device, inode) and file page: the page cache pages are the host's, seen by every
+mapping of the file (MD_CHECK_REFS reads them through the caller's mapping)."""
+
+
 class IoptPages:
     """``struct iopt_pages``."""
 
@@ -234,6 +240,12 @@ class IoptPages:
     def _pin_pfns(self, runs: list[tuple[int, int]], delta: int) -> None:
         """The physical pins (``page_ref_count``) on the mapper's pages, as MD_CHECK_REFS sees."""
         if self.type != AddressType.USER:
+            st = os.fstat(self.file_fd)
+            key = ((os.major(st.st_dev), os.minor(st.st_dev)), st.st_ino)
+            pins = FILE_PAGE_PINS.setdefault(key, RangeCount())
+            fbase = self.start // PAGE_SIZE
+            for a, b in runs:
+                pins.add(fbase + a, fbase + b, delta)
             return
         base = self.uptr // PAGE_SIZE
         for a, b in runs:

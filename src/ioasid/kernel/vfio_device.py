@@ -100,12 +100,19 @@ class VfioDeviceFile:
             fail(errno.EBADF, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not open")
         if not isinstance(file, IommufdFile):
             fail(errno.EBADFD, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not an iommufd")
-        idev = Device.bind(file.ictx, self.vdev.driver)
+        group = getattr(self.vdev.driver, "group", None)
+        if group is not None:
+            group.claim_dma_owner(file.ictx, str(self.vdev.function.bdf))
+        try:
+            idev = Device.bind(file.ictx, self.vdev.driver)
+        except OSError:
+            if group is not None:
+                group.release_dma_owner()
+            raise
         off = st.offsetof("out_devid")
         self.kernel.copy_to_user(arg + off, idev.id.to_bytes(4, "little"))
         self.idev = idev
         self.vdev.bound = self
-        self.vdev.function.dma = self.kernel.dma_engine(self.vdev.driver)
         return 0
 
     def attach_pt(self, arg: int) -> int:
@@ -212,4 +219,6 @@ class VfioDeviceFile:
             self.idev.unbind()
             self.idev = None
             self.vdev.bound = None
-            self.vdev.function.dma = None
+            group = getattr(self.vdev.driver, "group", None)
+            if group is not None:
+                group.release_dma_owner()

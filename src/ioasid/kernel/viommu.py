@@ -6,7 +6,7 @@ checks and lookups the kernel makes first. Creating these objects is not simulat
 from __future__ import annotations
 
 import errno
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ioasid import uapi
 from ioasid.kernel.device import get_device
@@ -15,6 +15,10 @@ from ioasid.kernel.main import Ucmd
 from ioasid.kernel.objects import IommufdObject, ObjType
 from ioasid.kernel.pages import ULONG_MAX
 
+if TYPE_CHECKING:
+    from ioasid.kernel.device import Device
+    from ioasid.kernel.hw_pagetable import HwptNested, UserData, UserDataArray
+
 VEVENTQ_MAX_DEPTH = 1 << 19
 
 
@@ -22,6 +26,11 @@ class Viommu(IommufdObject):
     """``struct iommufd_viommu`` (none can be created yet)."""
 
     TYPE = ObjType.VIOMMU
+
+    def cache_invalidate(self, ucmd: Ucmd, array: UserDataArray) -> None:
+        """``viommu->ops->cache_invalidate``: a vIOMMU without ops → EOPNOTSUPP."""
+        array.entry_num = 0
+        _not_simulated("vIOMMU cache invalidation")
 
 
 def _not_simulated(what: str) -> NoReturn:
@@ -77,8 +86,14 @@ def hw_queue_alloc(ucmd: Ucmd) -> int:
 
 
 def fault_queue_alloc(ucmd: Ucmd) -> int:
-    """``IOMMU_FAULT_QUEUE_ALLOC``: flags → EOPNOTSUPP. The fault object and its fd are not
-    simulated yet: the real kernel succeeds here."""
-    if ucmd.cmd.flags:
-        fail(errno.EOPNOTSUPP, "IOMMU_FAULT_QUEUE_ALLOC: flags must be 0")
-    _not_simulated("the IOPF fault queue")
+    """``IOMMU_FAULT_QUEUE_ALLOC``: see :func:`ioasid.kernel.eventq.fault_alloc`."""
+    from ioasid.kernel.eventq import fault_alloc
+
+    return fault_alloc(ucmd)
+
+
+def viommu_alloc_hwpt_nested(
+    ucmd: Ucmd, viommu: Viommu, idev: Device, flags: int, user_data: UserData
+) -> HwptNested:
+    """``IOMMU_HWPT_ALLOC`` on a vIOMMU (none can be created yet)."""
+    _not_simulated("a nested HWPT on a vIOMMU")

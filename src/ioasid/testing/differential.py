@@ -183,7 +183,7 @@ def execute(handle: Handle, mem: UserMemory, call: Call) -> Json:
         s = struct_type()
         for name, value in {**call.fields, **resolved}.items():
             setattr(s, name, value)
-        s.size = ctypes.sizeof(struct_type) if call.size is None else call.size  # type: ignore[attr-defined]
+        s.size = ctypes.sizeof(struct_type) if call.size is None else call.size
         buf = bytearray(bytes(s)) + bytearray(bytes.fromhex(call.tail))
 
     out: Json = {}
@@ -191,7 +191,7 @@ def execute(handle: Handle, mem: UserMemory, call: Call) -> Json:
         out["ret"] = handle.ioctl(call.request, buf)
     except OSError as e:
         out["errno"] = errno.errorcode.get(e.errno or 0, str(e.errno))
-    except Exception as e:  # noqa: BLE001 - a simulator crash is a divergence, not a harness bug
+    except Exception as e:  # a simulator crash is a divergence, not a harness bug
         out["exception"] = f"{type(e).__name__}: {e}"
 
     if struct_type is not None:
@@ -858,14 +858,14 @@ class Generator:
             last = ULONG_MAX if (first, length) == (0, U64_MAX) else first + length - 1
             for iova in [i for i, a in m.areas.items() if i >= first and a.last <= last]:
                 del m.areas[iova]
-        elif call.op == "IOMMU_OPTION":
-            if (
-                f.get("option_id") == uapi.IOMMU_OPTION_HUGE_PAGES
-                and f.get("op") == uapi.IOMMU_OPTION_OP_SET
-            ):
-                m = self.ioas.get(f.get("object_id", 0))
-                if m is not None:
-                    m.huge = bool(f.get("val64"))
+        elif (
+            call.op == "IOMMU_OPTION"
+            and f.get("option_id") == uapi.IOMMU_OPTION_HUGE_PAGES
+            and f.get("op") == uapi.IOMMU_OPTION_OP_SET
+        ):
+            m = self.ioas.get(f.get("object_id", 0))
+            if m is not None:
+                m.huge = bool(f.get("val64"))
 
     def _unmap_partial(self, call: Call) -> None:
         """A failing UNMAP removed the whole areas below the first area it cut."""

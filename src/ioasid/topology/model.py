@@ -365,7 +365,7 @@ class Topology:
                 path.append(cur)
                 cur = self.functions[cur].parent
             if cur is not None and state.get(cur) == 1:
-                cyc = [*path[path.index(cur):], cur]
+                cyc = [*path[path.index(cur) :], cur]
                 raise TopologyError(
                     f"{start}: parent links form a cycle ({' -> '.join(map(str, cyc))})"
                 )

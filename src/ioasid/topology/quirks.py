@@ -112,17 +112,19 @@ def pci_quirk_zhaoxin_pcie_ports_acs(dev: PciFunction, flags: int, ctx: QuirkCon
     return 0  # the kernel returns false: other Zhaoxin ports are *not* isolated
 
 
-INTEL_PCH_ACS_IDS: frozenset[int] = frozenset([
-    *range(0x3B42, 0x3B52),  # Ibexpeak
-    *range(0x1C10, 0x1C20),  # Cougarpoint
-    *range(0x1E10, 0x1E20),  # Pantherpoint
-    *range(0x8C10, 0x8C20),  # Lynxpoint-H
-    *range(0x9C10, 0x9C1C),  # Lynxpoint-LP
-    *range(0x9C90, 0x9C9C),  # Wildcat
-    *range(0x1D10, 0x1D1F, 2),  # Patsburg (X79)
-    *range(0x8D10, 0x8D1F),  # Wellsburg (X99)
-    *range(0x8C90, 0x8C9F, 2),  # Lynx Point (9 series)
-])
+INTEL_PCH_ACS_IDS: frozenset[int] = frozenset(
+    [
+        *range(0x3B42, 0x3B52),  # Ibexpeak
+        *range(0x1C10, 0x1C20),  # Cougarpoint
+        *range(0x1E10, 0x1E20),  # Pantherpoint
+        *range(0x8C10, 0x8C20),  # Lynxpoint-H
+        *range(0x9C10, 0x9C1C),  # Lynxpoint-LP
+        *range(0x9C90, 0x9C9C),  # Wildcat
+        *range(0x1D10, 0x1D1F, 2),  # Patsburg (X79)
+        *range(0x8D10, 0x8D1F),  # Wellsburg (X99)
+        *range(0x8C90, 0x8C9F, 2),  # Lynx Point (9 series)
+    ]
+)
 
 
 def _intel_pch_match(dev: PciFunction) -> bool:
@@ -416,12 +418,17 @@ class AcsOverride:
                 return 1
             if dev.pcie_type in (PcieType.DOWNSTREAM, PcieType.ROOT_PORT):
                 return 1 if self.downstream else None
-            if dev.pcie_type in (
-                PcieType.ENDPOINT,
-                PcieType.UPSTREAM,
-                PcieType.LEG_END,
-                PcieType.RC_END,
-            ) and self.multifunction and dev.multifunction:
+            if (
+                dev.pcie_type
+                in (
+                    PcieType.ENDPOINT,
+                    PcieType.UPSTREAM,
+                    PcieType.LEG_END,
+                    PcieType.RC_END,
+                )
+                and self.multifunction
+                and dev.multifunction
+            ):
                 return 1
             return None
 

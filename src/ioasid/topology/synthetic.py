@@ -30,9 +30,18 @@ class _Gen:
     def add(self, bdf: Bdf, t: PcieType | None, parent: Bdf | None, **kw: object) -> None:
         cls = 0x0604 if (t is not None and t.is_bridge) or kw.get("_bridge") else 0x0200
         kw.pop("_bridge", None)
-        self.out.append(PciFunction(bdf=bdf, vendor=0x1DEA, device=0x1000 + (t or 0),
-                                    class_code=cls, pcie_type=t, parent=parent,
-                                    eetlp_prefix=t is not None, **kw))  # type: ignore[arg-type]
+        self.out.append(
+            PciFunction(
+                bdf=bdf,
+                vendor=0x1DEA,
+                device=0x1000 + (t or 0),
+                class_code=cls,
+                pcie_type=t,
+                parent=parent,
+                eetlp_prefix=t is not None,
+                **kw,
+            )
+        )  # type: ignore[arg-type]
 
     def full(self) -> bool:
         return len(self.out) >= self.n
@@ -49,13 +58,13 @@ class _Gen:
             for i in range(1, self.rng.randint(4, 31) + 1):
                 if self.full():
                     break
-                self.add(Bdf(d, b, i >> 3, i & 7), PcieType.ENDPOINT, parent, is_virtfn=True,
-                         physfn=pf)
+                self.add(
+                    Bdf(d, b, i >> 3, i & 7), PcieType.ENDPOINT, parent, is_virtfn=True, physfn=pf
+                )
         elif kind < 0.75:  # multifunction endpoint, sometimes with ACS
             acs = Acs(0, 0) if self.rng.random() < 0.5 else None
             for fn in range(self.rng.randint(2, 4)):
-                self.add(Bdf(d, b, 0, fn), PcieType.ENDPOINT, parent, multifunction=True,
-                         acs=acs)
+                self.add(Bdf(d, b, 0, fn), PcieType.ENDPOINT, parent, multifunction=True, acs=acs)
         elif kind < 0.85:  # PCIe-to-PCI bridge with conventional devices
             br = Bdf(d, b, 0, 0)
             self.add(br, PcieType.PCI_BRIDGE, parent)
@@ -93,8 +102,9 @@ class _Gen:
             slot = 1
             while not self.full() and slot < 0x20 and self.next_bus < 0xF0:
                 rp = Bdf(self.domain, 0, slot, 0)
-                self.add(rp, PcieType.ROOT_PORT, None,
-                         acs=_FULL if self.rng.random() < 0.9 else None)
+                self.add(
+                    rp, PcieType.ROOT_PORT, None, acs=_FULL if self.rng.random() < 0.9 else None
+                )
                 if self.rng.random() < 0.7:
                     self.switch(rp, 0)
                 else:

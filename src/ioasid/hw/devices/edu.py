@@ -1,5 +1,9 @@
 """QEMU's ``edu`` educational PCI device (``hw/misc/edu.c``, 1234:11e8), register for register.
 
+The simulated host also uses this register set, under other vendor/device ids, as the
+programmable DMA engine of every endpoint it models: a test or the demo makes any device
+read or write any address the way a driver would make the real one do it.
+
 BAR0 (1 MiB): 0x00 identification ``0x010000ed``; 0x04 liveness (reads back the bitwise
 inverse of what was written); 0x08 factorial; 0x80/0x88/0x90 DMA source, destination and
 count; 0x98 DMA command (bit 0 start, bit 1 direction: 1 = device buffer → RAM, bit 2 raise
@@ -24,8 +28,14 @@ DMA_CMD_START, DMA_CMD_TO_RAM, DMA_CMD_IRQ = 1, 2, 4
 class EduDevice(PciFunction):
     """The edu device; ``faults`` records DMA the IOMMU refused."""
 
-    def __init__(self, bdf: Bdf) -> None:
-        super().__init__(bdf, EDU_VENDOR, EDU_DEVICE, 0x00FF00, bar_sizes=(1 << 20,))
+    def __init__(
+        self,
+        bdf: Bdf,
+        vendor: int = EDU_VENDOR,
+        device: int = EDU_DEVICE,
+        class_code: int = 0x00FF00,
+    ) -> None:
+        super().__init__(bdf, vendor, device, class_code, bar_sizes=(1 << 20,))
         self.buffer = bytearray(DMA_SIZE)
         self.regs = {0x04: 0, 0x08: 0, 0x20: 0, 0x24: 0, 0x80: 0, 0x88: 0, 0x90: 0, 0x98: 0}
         self.faults: list[DmaFault] = []
