@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ioasid import __version__, backends
+from ioasid import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,16 +19,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser(
         "demo",
-        help="walk through an I/O address space step by step",
-        description="Allocate an IOAS, map a real buffer, copy the mapping into a second "
-        "IOAS, query usable IOVA ranges, show the kernel's rules failing, and unmap — "
-        "printing what each step means.",
+        help="IOMMU groups, an I/O address space and device DMA, step by step",
+        description="On the embedded simulated host: its IOMMU groups and why, a device "
+        "handed to user space (and one refused), an IOAS with memory mapped, device DMA "
+        "through the IOMMU into this process's buffer, and peer-to-peer DMA that the PCI "
+        "fabric lets around the IOMMU — each step explained.",
     )
     demo.add_argument(
-        "--backend",
-        choices=backends.NAMES,
-        default=backends.DEFAULT,
-        help="sim: the embedded kernel (default, no root needed); linux: the real /dev/iommu",
+        "--topology",
+        metavar="FILE",
+        help="boot the simulated host from this topology file instead of the default host",
     )
     try:
         from ioasid.cli import groups

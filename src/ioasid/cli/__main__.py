@@ -1,0 +1,5 @@
+import sys
+
+from ioasid.cli import main
+
+sys.exit(main())
