@@ -12,6 +12,8 @@ import pytest
 
 from ioasid import Buffer, Device, Iommufd, IommufdError, uapi
 from ioasid.backends import sim
+from ioasid.kernel.machine import Kernel
+from ioasid.topology import Bdf
 
 # Root port 1 (ACS) → switch whose downstream ports have no ACS → two accelerators.
 # Root port 2 (ACS) → a two-function card without ACS, both functions for user space.
@@ -47,7 +49,7 @@ CONFIG = uapi.VFIO_PCI_CONFIG_REGION_INDEX
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[sim.Kernel]:
+def host(tmp_path: Path) -> Iterator[Kernel]:
     path = tmp_path / "host.yaml"
     path.write_text(TOPOLOGY)
     yield sim.reset(path)
@@ -69,7 +71,7 @@ def bar0_address(dev: Device) -> int:
     return int(struct.unpack("<I", dev.read(CONFIG, 0x10, 4))[0]) & ~0xF
 
 
-def test_groups_follow_the_kernel(host: sim.Kernel) -> None:
+def test_groups_follow_the_kernel(host: Kernel) -> None:
     groups = {tuple(g.members) for g in host.groups.values()}
     # each downstream port takes its endpoint into its group (the ports lack ACS) ...
     assert ("0000:02:01.0", "0000:03:00.0") in groups
@@ -89,7 +91,7 @@ def test_kernel_driver_in_the_group_blocks_binding() -> None:
         assert edu.id == 1  # the failed bind left no object behind
 
 
-def test_a_group_has_one_owner(host: sim.Kernel) -> None:
+def test_a_group_has_one_owner(host: Kernel) -> None:
     with Iommufd() as fd1, Iommufd() as fd2:
         a = Device(fd1, dev_path(2))
         with pytest.raises(IommufdError) as e:
@@ -103,7 +105,7 @@ def test_a_group_has_one_owner(host: sim.Kernel) -> None:
         Device(fd2, dev_path(2)).close()  # released: another iommufd may take it now
 
 
-def test_a_group_uses_one_hwpt(host: sim.Kernel) -> None:
+def test_a_group_uses_one_hwpt(host: Kernel) -> None:
     with Iommufd() as fd, Device(fd, dev_path(2)) as a, Device(fd, dev_path(3)) as b:
         ioas, other = fd.ioas_alloc(), fd.ioas_alloc()
         hwpt = a.attach(ioas)
@@ -114,13 +116,13 @@ def test_a_group_uses_one_hwpt(host: sim.Kernel) -> None:
         assert b.attach(hwpt).id == hwpt.id
 
 
-def test_pasid_needs_an_acs_path(host: sim.Kernel) -> None:
+def test_pasid_needs_an_acs_path(host: Kernel) -> None:
     with Iommufd() as fd, Device(fd, dev_path(4)) as acc, Device(fd, dev_path(0)) as behind:
         assert acc.hw_info().max_pasid_log2 == 20
         assert behind.hw_info().max_pasid_log2 == 0  # no PASID capability, no ACS path
 
 
-def test_p2p_through_a_switch_without_acs_bypasses_the_iommu(host: sim.Kernel) -> None:
+def test_p2p_through_a_switch_without_acs_bypasses_the_iommu(host: Kernel) -> None:
     with (
         Iommufd() as fd,
         Device(fd, dev_path(0)) as a,
@@ -143,7 +145,7 @@ def test_p2p_through_a_switch_without_acs_bypasses_the_iommu(host: sim.Kernel) -
         )
 
 
-def test_p2p_across_acs_root_ports_is_translated_and_faults(host: sim.Kernel) -> None:
+def test_p2p_across_acs_root_ports_is_translated_and_faults(host: Kernel) -> None:
     with Iommufd() as fd, Device(fd, dev_path(4)) as acc, Device(fd, dev_path(0)) as a:
         ioas = fd.ioas_alloc()
         acc.attach(ioas)
@@ -156,13 +158,13 @@ def test_p2p_across_acs_root_ports_is_translated_and_faults(host: sim.Kernel) ->
         assert model.faults and model.faults[-1].record.iova == peer
 
 
-def a_bdf() -> sim.Bdf:
-    return sim.Bdf.parse("0000:03:00.0")
+def a_bdf() -> Bdf:
+    return Bdf.parse("0000:03:00.0")
 
 
-def b_bdf() -> sim.Bdf:
-    return sim.Bdf.parse("0000:04:00.0")
+def b_bdf() -> Bdf:
+    return Bdf.parse("0000:04:00.0")
 
 
-def acc_bdf() -> sim.Bdf:
-    return sim.Bdf.parse("0000:06:00.0")
+def acc_bdf() -> Bdf:
+    return Bdf.parse("0000:06:00.0")

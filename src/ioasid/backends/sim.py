@@ -16,7 +16,7 @@ import os
 from ioasid.backends.base import IoctlArg
 from ioasid.hw.memory import buffer_address
 from ioasid.kernel.machine import File, Kernel
-from ioasid.topology import Bdf, Topology
+from ioasid.topology import Topology
 
 NAME = "sim"
 

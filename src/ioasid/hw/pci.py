@@ -7,6 +7,8 @@ is given), so a device model only says *what* it reads and writes, at which IOVA
 from __future__ import annotations
 
 import struct
+from typing import Protocol
+
 from ioasid.hw.dma import DmaEngine
 from ioasid.topology.model import Bdf
 
@@ -15,6 +17,14 @@ __all__ = ["Bdf", "Fabric", "FabricDma", "PciFunction"]
 PCI_COMMAND = 0x04
 PCI_COMMAND_MEMORY = 0x2
 PCI_COMMAND_MASTER = 0x4
+
+
+class DmaPort(Protocol):
+    """A function's bus-master port: where its DMA reads and writes go."""
+
+    def read(self, iova: int, length: int, pasid: int | None = None) -> bytes: ...
+
+    def write(self, iova: int, data: bytes | memoryview, pasid: int | None = None) -> None: ...
 
 
 class PciFunction:
@@ -30,7 +40,7 @@ class PciFunction:
         struct.pack_into("<HH", self.config, 0, vendor, device)
         struct.pack_into("<I", self.config, 8, class_code << 8)
         self.bar_sizes = bar_sizes
-        self.dma: DmaEngine | None = None
+        self.dma: DmaPort | None = None
 
     @property
     def bus_master(self) -> bool:

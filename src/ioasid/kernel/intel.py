@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING
 
 from ioasid import uapi
 from ioasid.hw.iommu import IommuCaps, IommuUnit
-from ioasid.hw.pagetable.base import HwError
 from ioasid.kernel.device import IommuDriver
-from ioasid.kernel.errors import KernelError, fail
-from ioasid.kernel.hw_pagetable import IommuDomain
+from ioasid.kernel.hw_pagetable import AnyDomain
+from ioasid.kernel.errors import fail
 from ioasid.kernel.ownership import GroupState
 
 if TYPE_CHECKING:
@@ -84,13 +83,13 @@ class VtdDriver(IommuDriver):
         self.max_pasids = 1 << width if width else 0
         self.group = group
 
-    def attach_dev(self, domain: IommuDomain | None, pasid: int | None = None) -> None:
+    def attach_dev(self, domain: AnyDomain | None) -> None:
         """Attach the whole IOMMU group: the first device in programs every member's
         context entry; the last one out blocks them (``iommufd_group_first_attach``).
         Another member attached elsewhere → EINVAL."""
         group = self.group
-        if group is None or pasid is not None:
-            super().attach_dev(domain, pasid)
+        if group is None:
+            super().attach_dev(domain)
             return
         if domain is None:
             group.attached.pop(self, None)
@@ -105,11 +104,12 @@ class VtdDriver(IommuDriver):
                 f"IOMMU group {group.id} is attached to another domain: every device of a "
                 "group must use the same HWPT",
             )
-        try:
-            for rid in group.rids:
-                self.unit.attach(rid, domain.hw)
-        except HwError as exc:
-            raise KernelError(exc.errno or errno.EINVAL, str(exc.strerror)) from None
+        for rid in group.rids:
+            saved, self.rid = self.rid, rid
+            try:
+                self._program(domain, None)
+            finally:
+                self.rid = saved
         group.attached[self] = domain
 
     def hw_info(self, in_type: int) -> tuple[bytes, int]:
