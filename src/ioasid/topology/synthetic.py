@@ -30,18 +30,16 @@ class _Gen:
     def add(self, bdf: Bdf, t: PcieType | None, parent: Bdf | None, **kw: object) -> None:
         cls = 0x0604 if (t is not None and t.is_bridge) or kw.get("_bridge") else 0x0200
         kw.pop("_bridge", None)
-        self.out.append(
-            PciFunction(
-                bdf=bdf,
-                vendor=0x1DEA,
-                device=0x1000 + (t or 0),
-                class_code=cls,
-                pcie_type=t,
-                parent=parent,
-                eetlp_prefix=t is not None,
-                **kw,
-            )
-        )  # type: ignore[arg-type]
+        fn = PciFunction(
+            bdf=bdf,
+            vendor=0x1DEA,
+            device=0x1000 + (t or 0),
+            class_code=cls,
+            pcie_type=t,
+            parent=parent,
+            eetlp_prefix=t is not None,
+        )
+        self.out.append(fn.with_(**kw) if kw else fn)
 
     def full(self) -> bool:
         return len(self.out) >= self.n
