@@ -1,16 +1,15 @@
 """``FIXTURE(iommufd_mock_domain)`` of ``tools/testing/selftests/iommu/iommufd.c``
-(Linux 7.3): its access-object test, ``user_copy``, for all six variants.
+(Linux 7.3): its access-object test, ``user_copy``, for every variant of
+:data:`test_iommufd_mock_domain.VARIANTS` (whose fixture it reuses).
 
-Registered as ``test_iommufd_mock_domain__<variant>__user_copy``. The fixture is ported
-whole (setup and ``check_mock_iova``) so the fixture's other tests can join it here.
+Registered as ``test_iommufd_mock_domain__<variant>__user_copy``, next to the fixture's
+other tests in ``test_iommufd_mock_domain.py``.
 """
 
 from __future__ import annotations
 
 import ctypes
-import mmap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import ModuleType
 
 import pytest
@@ -18,97 +17,33 @@ import pytest
 from ioasid import uapi
 
 from .access_utils import AccessFixture, access_pages_cmd
-from .utils import (
-    BUFFER_SIZE,
-    HUGEPAGE_SIZE,
-    MAP_HUGETLB,
-    MAP_POPULATE,
-    PAGE_SIZE,
-    TEST_F,
-    _test_ioctl_ioas_map_file,
-    buffer,
-    mfd,
-    mfd_buffer,
-)
+from .test_iommufd_mock_domain import VARIANTS, IommufdMockDomain, Variant
+from .utils import BUFFER_SIZE, TEST_F, _test_ioctl_ioas_map_file, buffer, mfd, mfd_buffer
 
 pytestmark = pytest.mark.oracle
 
 MOCK_APERTURE_START = uapi.MOCK_APERTURE_START
 
 
-@dataclass(frozen=True)
-class Variant:
-    """``FIXTURE_VARIANT(iommufd_mock_domain)``."""
-
-    mock_domains: int
-    hugepages: bool
-    file: bool
-
-
-VARIANTS = {
-    "one_domain": Variant(1, False, False),
-    "two_domains": Variant(2, False, False),
-    "one_domain_hugepage": Variant(1, True, False),
-    "two_domains_hugepage": Variant(2, True, False),
-    "one_domain_file": Variant(1, False, True),
-    "one_domain_file_hugepage": Variant(1, True, True),
-}
-"""Every ``FIXTURE_VARIANT_ADD(iommufd_mock_domain, ...)`` of 7.3, in its order."""
-
-
-class IommufdMockDomain(AccessFixture):
-    """``FIXTURE(iommufd_mock_domain)``: fd, ioas_id, hwpt_id, hwpt_ids[2], stdev_ids[2],
-    idev_ids[2], mmap_flags, mmap_buf_size."""
+class IommufdMockDomainAccess(IommufdMockDomain, AccessFixture):
+    """``FIXTURE(iommufd_mock_domain)`` with the access helpers."""
 
     def __init__(self, backend: ModuleType, variant: Variant) -> None:
-        super().__init__(backend)
-        self.variant = variant
         self.access_fds = []
-        self.hwpt_ids = [0, 0]
-        self.stdev_ids = [0, 0]
-        self.idev_ids = [0, 0]
-        # FIXTURE_SETUP(iommufd_mock_domain)
-        self.ioas_id = self.test_ioctl_ioas_alloc()
-        assert len(self.hwpt_ids) >= variant.mock_domains
-        for i in range(variant.mock_domains):
-            self.stdev_ids[i], self.hwpt_ids[i], self.idev_ids[i] = self.test_cmd_mock_domain(
-                self.ioas_id
-            )
-            self.test_cmd_dev_check_cache_all(self.idev_ids[0], uapi.IOMMU_TEST_DEV_CACHE_DEFAULT)
-        self.hwpt_id = self.hwpt_ids[0]
-
-        self.mmap_flags = mmap.MAP_SHARED | mmap.MAP_ANONYMOUS
-        self.mmap_buf_size = PAGE_SIZE * 8
-        if variant.hugepages:
-            # MAP_POPULATE will cause the kernel to fail mmap if THPs are not available.
-            self.mmap_flags |= MAP_HUGETLB | MAP_POPULATE
-            self.mmap_buf_size = HUGEPAGE_SIZE * 2
+        super().__init__(backend, variant)
 
     def teardown(self) -> None:
         """FIXTURE_TEARDOWN(iommufd_mock_domain), after the per-test process exit."""
         self.close_leaked_access_fds()
         super().teardown()
 
-    def check_mock_iova(self, ptr: int, iova: int, length: int) -> None:
-        """``check_mock_iova``: the kernel checks the user pages made it to every domain."""
-        cmd = uapi.iommu_test_cmd(size=ctypes.sizeof(uapi.iommu_test_cmd))
-        cmd.op = uapi.IOMMU_TEST_OP_MD_CHECK_MAP
-        cmd.id = self.hwpt_id
-        cmd.check_map.iova = iova
-        cmd.check_map.length = length
-        cmd.check_map.uptr = ptr
-        assert self.ioctl(uapi.IOMMU_TEST_CMD, cmd) == 0
-        if self.hwpt_ids[1]:
-            cmd.id = self.hwpt_ids[1]
-            assert self.ioctl(uapi.IOMMU_TEST_CMD, cmd) == 0
-
     def test_ioctl_ioas_map_id_file(self, ioas_id: int, mfd: int, start: int, length: int) -> int:
         return _test_ioctl_ioas_map_file(self._fd, ioas_id, mfd, start, length, 0, self._RW)
 
 
 @pytest.fixture
-def self(backend: ModuleType, request: pytest.FixtureRequest) -> Iterator[IommufdMockDomain]:
-    fixture = IommufdMockDomain(backend, request.function.variant)
+def self(backend: ModuleType, request: pytest.FixtureRequest) -> Iterator[IommufdMockDomainAccess]:
+    fixture = IommufdMockDomainAccess(backend, request.function.variant)
     yield fixture
     fixture.teardown()
 
@@ -117,7 +52,7 @@ iommufd_mock_domain = TEST_F("iommufd_mock_domain", VARIANTS, globals())
 
 
 @iommufd_mock_domain
-def user_copy(self: IommufdMockDomain) -> None:
+def user_copy(self: IommufdMockDomainAccess) -> None:
     buf = mfd_buffer if self.variant.file else buffer
     access_cmd = access_pages_cmd(length=BUFFER_SIZE, uptr=buf)
     copy_cmd = uapi.iommu_ioas_copy(

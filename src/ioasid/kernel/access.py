@@ -468,8 +468,7 @@ def _populate_write_works() -> bool:
     """Whether this host's kernel knows ``MADV_POPULATE_WRITE`` (probed on a private page)."""
     with mmap.mmap(-1, PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) as m:
         addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
-        ok = _libc.madvise(addr, PAGE_SIZE, MADV_POPULATE_WRITE) == 0
-        del addr
+        ok = bool(_libc.madvise(addr, PAGE_SIZE, MADV_POPULATE_WRITE) == 0)
     return ok
 
 

@@ -14,6 +14,8 @@ import ctypes
 import errno
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ioasid import uapi
 from ioasid.hw.iommu import Domain as HwDomain
 from ioasid.hw.memory import PAGE_SIZE, PhysMap
@@ -498,19 +500,19 @@ def hwpt_get_dirty_bitmap(ucmd: Ucmd) -> int:
 def _bitmap_set(
     ucmd: Ucmd, data: int, iova: int, length: int, page_size: int, ranges: list[tuple[int, int]]
 ) -> None:
-    """``iova_bitmap_set`` for each dirty range: OR the bits into the user bitmap."""
+    """``iova_bitmap_set`` for each dirty range: OR the bits into the user bitmap (bit *i*
+    of the little-endian u64 array covers ``iova + i * page_size``)."""
     from ioasid.hw.pagetable.base import dirty_ranges_to_bitmap
 
-    bits = dirty_ranges_to_bitmap(ranges, iova, length, page_size)
-    nz = bits.nonzero()[0]
+    packed = dirty_ranges_to_bitmap(ranges, iova, length, page_size)
+    nz = packed.nonzero()[0]
     if not len(nz):
         return
-    lo, hi = int(nz[0]) // 8 * 8, (int(nz[-1]) // 8 + 1) * 8
+    lo, hi = int(nz[0]), int(nz[-1]) + 1
     kernel = ucmd.ictx.kernel
     try:
-        old = kernel.copy_from_user(data + lo, hi - lo)
-        new = bytes(a | int(b) for a, b in zip(old, bits[lo:hi].tolist() + [0] * 8, strict=False))
-        kernel.copy_to_user(data + lo, new[: hi - lo])
+        old = np.frombuffer(kernel.copy_from_user(data + lo, hi - lo), dtype=np.uint8)
+        kernel.copy_to_user(data + lo, (old | packed[lo:hi]).tobytes())
     except OSError:
         return
 

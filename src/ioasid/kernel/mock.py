@@ -164,7 +164,7 @@ class MockDriver(IommuDriver):
     def _copy_selftest(ucmd: Ucmd, user_data: UserData) -> uapi.iommu_hwpt_selftest:
         if user_data.type != uapi.IOMMU_HWPT_DATA_SELFTEST:
             fail(errno.EINVAL, f"driver data type {user_data.type:#x} is not SELFTEST")
-        return copy_struct_from_user(
+        cfg: uapi.iommu_hwpt_selftest = copy_struct_from_user(
             ucmd,
             uapi.iommu_hwpt_selftest,
             user_data.uptr,
@@ -172,6 +172,7 @@ class MockDriver(IommuDriver):
             uapi.iommu_hwpt_selftest.offsetofend("iotlb"),
             "iommu_hwpt_selftest",
         )
+        return cfg
 
     def domain_alloc_nested(
         self, ucmd: Ucmd, parent: IommuDomain, flags: int, user_data: UserData
