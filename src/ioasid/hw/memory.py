@@ -84,6 +84,8 @@ class SelfAddressSpace:
 
     def __init__(self, pid: int | None = None) -> None:
         self.pid = os.getpid() if pid is None else pid
+        self._maps_text = ""
+        self._maps: list[Vma] = []
 
     def read(self, addr: int, length: int) -> bytes:
         if length == 0:
@@ -112,26 +114,31 @@ class SelfAddressSpace:
             raise efault("write", addr, length)
 
     def vmas(self) -> list[Vma]:
-        out: list[Vma] = []
+        """The VMAs of ``/proc/<pid>/maps``; re-parsed only when the file's text changed."""
         with open(f"/proc/{self.pid}/maps") as f:
-            for line in f:
-                parts = line.split(maxsplit=5)
-                lo, hi = parts[0].split("-")
-                perms = parts[1]
-                major, minor = parts[3].split(":")
-                out.append(
-                    Vma(
-                        int(lo, 16),
-                        int(hi, 16),
-                        perms[0] == "r",
-                        perms[1] == "w",
-                        perms[3] == "s",
-                        parts[5].strip() if len(parts) > 5 else "",
-                        int(parts[2], 16),
-                        (int(major, 16), int(minor, 16)),
-                        int(parts[4]),
-                    )
+            text = f.read()
+        if text == self._maps_text:
+            return self._maps
+        out: list[Vma] = []
+        for line in text.splitlines():
+            parts = line.split(maxsplit=5)
+            lo, hi = parts[0].split("-")
+            perms = parts[1]
+            major, minor = parts[3].split(":")
+            out.append(
+                Vma(
+                    int(lo, 16),
+                    int(hi, 16),
+                    perms[0] == "r",
+                    perms[1] == "w",
+                    perms[3] == "s",
+                    parts[5].strip() if len(parts) > 5 else "",
+                    int(parts[2], 16),
+                    (int(major, 16), int(minor, 16)),
+                    int(parts[4]),
                 )
+            )
+        self._maps_text, self._maps = text, out
         return out
 
     def check_pinnable(self, addr: int, length: int, write: bool) -> None:

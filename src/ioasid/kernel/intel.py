@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from ioasid import uapi
 from ioasid.hw.iommu import IommuCaps, IommuUnit
 from ioasid.kernel.device import IommuDriver
-from ioasid.kernel.hw_pagetable import AnyDomain
 from ioasid.kernel.errors import fail
+from ioasid.kernel.hw_pagetable import AnyDomain
 from ioasid.kernel.ownership import GroupState
 
 if TYPE_CHECKING:
