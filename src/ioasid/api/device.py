@@ -7,9 +7,10 @@ import errno
 from dataclasses import dataclass
 
 from ioasid import uapi
-from ioasid.api.errors import from_oserror
+from ioasid.api.errors import IommufdError, from_oserror
 from ioasid.api.iommufd import Ioas, Iommufd, _values
 from ioasid.backends.base import Handle
+from ioasid.uapi import sim as simapi
 
 VFIO_PCI_OFFSET_SHIFT = 40
 
@@ -131,6 +132,43 @@ class Device:
         done = self.handle.pwrite(data, (index << VFIO_PCI_OFFSET_SHIFT) + offset)
         if done != len(data):
             raise OSError(errno.EIO, f"{self.path}: short write to region {index}")
+
+    def dma_write(self, iova: int, data: bytes, *, pasid: int | None = None) -> None:
+        """Make the (simulated) device write ``data`` at ``iova`` by DMA, as its hardware
+        would (``IOASID_SIM_DEVICE_DMA``; ``sim`` backend only). A fault raises
+        :class:`IommufdError` with ``EIO`` naming the IOVA and the reason."""
+        self._sim_dma(iova, bytearray(data), write=True, pasid=pasid)
+
+    def dma_read(self, iova: int, length: int, *, pasid: int | None = None) -> bytes:
+        """Make the (simulated) device read ``length`` bytes at ``iova`` by DMA."""
+        buf = bytearray(length)
+        self._sim_dma(iova, buf, write=False, pasid=pasid)
+        return bytes(buf)
+
+    def _sim_dma(self, iova: int, buf: bytearray, *, write: bool, pasid: int | None) -> None:
+        flags = simapi.IOASID_SIM_DMA_WRITE if write else 0
+        if pasid is not None:
+            flags |= simapi.IOASID_SIM_DMA_PASID
+        holder = (ctypes.c_char * max(len(buf), 1)).from_buffer(buf) if buf else None
+        cmd = simapi.ioasid_sim_dma(
+            argsz=ctypes.sizeof(simapi.ioasid_sim_dma),
+            flags=flags,
+            pasid=pasid or 0,
+            iova=iova,
+            length=len(buf),
+            uptr=ctypes.addressof(holder) if holder else 0,
+        )
+        try:
+            self._ioctl(simapi.IOASID_SIM_DEVICE_DMA, cmd, "IOASID_SIM_DEVICE_DMA")
+        except IommufdError as exc:
+            if exc.errno == errno.ENOTTY:
+                raise IommufdError(
+                    errno.ENOTTY,
+                    "IOASID_SIM_DEVICE_DMA",
+                    "device DMA on demand exists only on the sim backend; on "
+                    "real hardware, program the device",
+                ) from None
+            raise
 
     def close(self) -> None:
         """Close the cdev: the kernel detaches and unbinds the device."""

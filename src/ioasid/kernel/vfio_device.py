@@ -14,14 +14,26 @@ import errno
 from typing import TYPE_CHECKING
 
 from ioasid import uapi
+from ioasid.hw.dma import DmaFault
+from ioasid.hw.pagetable.base import FaultReason
 from ioasid.hw.pci import PciFunction
 from ioasid.kernel.device import Device, IommuDriver
 from ioasid.kernel.errors import fail
+from ioasid.uapi import sim as simapi
 
 if TYPE_CHECKING:
     from ioasid.kernel.machine import Kernel
 
 VFIO_PCI_OFFSET_SHIFT = 40
+_FAULT_CODES = {
+    FaultReason.NOT_PRESENT: simapi.IOASID_SIM_FAULT_NOT_PRESENT,
+    FaultReason.WRITE_PROTECTED: simapi.IOASID_SIM_FAULT_WRITE_PROTECTED,
+    FaultReason.READ_PROTECTED: simapi.IOASID_SIM_FAULT_READ_PROTECTED,
+    FaultReason.ADDRESS_WIDTH: simapi.IOASID_SIM_FAULT_ADDRESS_WIDTH,
+    FaultReason.RESERVED: simapi.IOASID_SIM_FAULT_RESERVED,
+    FaultReason.BLOCKED: simapi.IOASID_SIM_FAULT_BLOCKED,
+    FaultReason.PASID_RANGE: simapi.IOASID_SIM_FAULT_PASID_RANGE,
+}
 NUM_REGIONS = 9
 NUM_IRQS = 5
 
@@ -68,6 +80,8 @@ class VfioDeviceFile:
             return self.get_info(arg)
         if cmd == uapi.VFIO_DEVICE_GET_REGION_INFO:
             return self.get_region_info(arg)
+        if cmd == simapi.IOASID_SIM_DEVICE_DMA:
+            return self.sim_dma(arg)
         fail(
             errno.EINVAL, f"VFIO device: ioctl {cmd:#x} is not supported by the simulated vfio-pci"
         )
@@ -149,6 +163,36 @@ class VfioDeviceFile:
             fail(errno.EOPNOTSUPP, "VFIO_DEVICE_DETACH_IOMMUFD_PT: PASID detach not simulated yet")
         assert self.idev is not None
         self.idev.detach()
+        return 0
+
+    def sim_dma(self, arg: int) -> int:
+        """``IOASID_SIM_DEVICE_DMA`` (ioasid's own): the device reads or writes ``length``
+        bytes at ``iova`` as its hardware would. A fault → EIO with ``out_fault`` and
+        ``out_done`` written back."""
+        st = simapi.ioasid_sim_dma
+        minsz = ctypes.sizeof(st)
+        req = self._read(arg, st, minsz)
+        known = simapi.IOASID_SIM_DMA_WRITE | simapi.IOASID_SIM_DMA_PASID
+        if req.argsz < minsz or req.flags & ~known:
+            fail(
+                errno.EINVAL, f"IOASID_SIM_DEVICE_DMA: argsz {req.argsz} < {minsz} or unknown flags"
+            )
+        port = self.vdev.function.dma
+        if port is None:
+            fail(errno.ENODEV, "IOASID_SIM_DEVICE_DMA: the device has no DMA engine")
+        pasid = req.pasid if req.flags & simapi.IOASID_SIM_DMA_PASID else None
+        try:
+            if req.flags & simapi.IOASID_SIM_DMA_WRITE:
+                port.write(req.iova, self.kernel.copy_from_user(req.uptr, req.length), pasid)
+            else:
+                self.kernel.copy_to_user(req.uptr, port.read(req.iova, req.length, pasid))
+        except DmaFault as fault:
+            req.out_fault = _FAULT_CODES[fault.record.reason]
+            req.out_done = fault.transferred
+            self.kernel.copy_to_user(arg, bytes(req))
+            fail(errno.EIO, str(fault))
+        req.out_fault, req.out_done = simapi.IOASID_SIM_FAULT_NONE, req.length
+        self.kernel.copy_to_user(arg, bytes(req))
         return 0
 
     def get_info(self, arg: int) -> int:
