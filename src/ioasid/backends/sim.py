@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from ioasid.backends.base import IoctlArg
-from ioasid.hw.memory import buffer_address
+from ioasid.hw.memory import buffer_address, new_syscall
 from ioasid.kernel.machine import File, Kernel
 from ioasid.topology import Topology
 
@@ -70,6 +70,7 @@ class SimHandle:
 
     def ioctl(self, request: int, arg: IoctlArg = 0) -> int:
         self.fileno()
+        new_syscall()
         if isinstance(arg, int):
             return self.file.ioctl(request, arg)
         if isinstance(arg, memoryview):
@@ -83,12 +84,14 @@ class SimHandle:
         raise OSError(22, f"{self.path}: write is not supported")
 
     def pread(self, n: int, offset: int) -> bytes:
+        new_syscall()
         pread = getattr(self.file, "pread", None)
         if pread is None:
             raise OSError(22, f"{self.path}: pread is not supported")
         return bytes(pread(n, offset))
 
     def pwrite(self, data: bytes, offset: int) -> int:
+        new_syscall()
         pwrite = getattr(self.file, "pwrite", None)
         if pwrite is None:
             raise OSError(22, f"{self.path}: pwrite is not supported")

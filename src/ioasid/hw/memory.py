@@ -79,6 +79,15 @@ class AddressSpace(Protocol):
         ...
 
 
+_syscall_count = [0]
+
+
+def new_syscall() -> None:
+    """A system call into the simulated kernel begins: cached views of the caller's
+    mappings are stale from here on."""
+    _syscall_count[0] += 1
+
+
 class SelfAddressSpace:
     """This process's real memory, probed and copied without touching unmapped pages."""
 
@@ -86,6 +95,7 @@ class SelfAddressSpace:
         self.pid = os.getpid() if pid is None else pid
         self._maps_text = ""
         self._maps: list[Vma] = []
+        self._maps_syscall = -1
 
     def read(self, addr: int, length: int) -> bytes:
         if length == 0:
@@ -114,7 +124,12 @@ class SelfAddressSpace:
             raise efault("write", addr, length)
 
     def vmas(self) -> list[Vma]:
-        """The VMAs of ``/proc/<pid>/maps``; re-parsed only when the file's text changed."""
+        """The VMAs of ``/proc/<pid>/maps``: read once per system call (the caller's
+        mappings do not change while its ioctl runs, as the kernel holds the mmap lock),
+        re-parsed only when the text changed."""
+        if self._maps_syscall == _syscall_count[0]:
+            return self._maps
+        self._maps_syscall = _syscall_count[0]
         with open(f"/proc/{self.pid}/maps") as f:
             text = f.read()
         if text == self._maps_text:
