@@ -48,13 +48,23 @@ def main() -> None:
     ioas = ioctl(h, uapi.IOMMU_IOAS_ALLOC, uapi.iommu_ioas_alloc(size=12)).out_ioas_id
     t = time.perf_counter()
     for i in range(n):
-        ioctl(h, uapi.IOMMU_IOAS_MAP, uapi.iommu_ioas_map(
-            size=40, flags=7, ioas_id=ioas, user_va=base + i * PAGE, length=PAGE,
-            iova=uapi.MOCK_APERTURE_START + 2 * i * PAGE))
+        ioctl(
+            h,
+            uapi.IOMMU_IOAS_MAP,
+            uapi.iommu_ioas_map(
+                size=40,
+                flags=7,
+                ioas_id=ioas,
+                user_va=base + i * PAGE,
+                length=PAGE,
+                iova=uapi.MOCK_APERTURE_START + 2 * i * PAGE,
+            ),
+        )
     t_map = time.perf_counter() - t
 
-    cmd = uapi.iommu_test_cmd(size=ctypes.sizeof(uapi.iommu_test_cmd),
-                              op=uapi.IOMMU_TEST_OP_MOCK_DOMAIN, id=ioas)
+    cmd = uapi.iommu_test_cmd(
+        size=ctypes.sizeof(uapi.iommu_test_cmd), op=uapi.IOMMU_TEST_OP_MOCK_DOMAIN, id=ioas
+    )
     t = time.perf_counter()
     first = ioctl(h, uapi.IOMMU_TEST_CMD, cmd)
     t_first = time.perf_counter() - t
@@ -65,9 +75,15 @@ def main() -> None:
 
     t = time.perf_counter()
     for _ in range(ndev):
-        ioctl(h, uapi.IOMMU_HWPT_ALLOC, uapi.iommu_hwpt_alloc(
-            size=ctypes.sizeof(uapi.iommu_hwpt_alloc), dev_id=first.mock_domain.out_idev_id,
-            pt_id=ioas))
+        ioctl(
+            h,
+            uapi.IOMMU_HWPT_ALLOC,
+            uapi.iommu_hwpt_alloc(
+                size=ctypes.sizeof(uapi.iommu_hwpt_alloc),
+                dev_id=first.mock_domain.out_idev_id,
+                pt_id=ioas,
+            ),
+        )
     t_hwpt = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -79,15 +95,23 @@ def main() -> None:
 
     print(f"| what | total | per item | ratio to SortedDict insert of {n} keys |")
     print("|---|---|---|---|")
-    print(f"| map {n} × 4 KiB areas (no domain yet) | {t_map:.3f} s | {t_map / n * 1e6:.1f} µs/area"
-          f" | {t_map / t_ref:.0f}× |")
-    print(f"| 1st device attach: auto domain filled with {n} areas | {t_first:.3f} s | "
-          f"{t_first / n * 1e6:.1f} µs/area | {t_first / t_ref:.0f}× |")
-    print(f"| {ndev - 1} more devices (reuse the domain) | {t_rest:.3f} s | "
-          f"{t_rest / max(ndev - 1, 1) * 1e3:.2f} ms/device | - |")
-    print(f"| {ndev} HWPT_ALLOC (each domain filled with {n} areas) | {t_hwpt:.3f} s | "
-          f"{t_hwpt / ndev * 1e3:.1f} ms/domain = {t_hwpt / ndev / n * 1e6:.1f} µs/area | "
-          f"{t_hwpt / ndev / t_ref:.0f}× per domain |")
+    print(
+        f"| map {n} x 4 KiB areas (no domain yet) | {t_map:.3f} s | {t_map / n * 1e6:.1f} µs/area"
+        f" | {t_map / t_ref:.0f}x |"
+    )
+    print(
+        f"| 1st device attach: auto domain filled with {n} areas | {t_first:.3f} s | "
+        f"{t_first / n * 1e6:.1f} µs/area | {t_first / t_ref:.0f}x |"
+    )
+    print(
+        f"| {ndev - 1} more devices (reuse the domain) | {t_rest:.3f} s | "
+        f"{t_rest / max(ndev - 1, 1) * 1e3:.2f} ms/device | - |"
+    )
+    print(
+        f"| {ndev} HWPT_ALLOC (each domain filled with {n} areas) | {t_hwpt:.3f} s | "
+        f"{t_hwpt / ndev * 1e3:.1f} ms/domain = {t_hwpt / ndev / n * 1e6:.1f} µs/area | "
+        f"{t_hwpt / ndev / t_ref:.0f}x per domain |"
+    )
 
 
 if __name__ == "__main__":

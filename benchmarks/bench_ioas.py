@@ -40,8 +40,9 @@ PAGE = 4096
 STRIDE = 2 * PAGE
 """Live areas sit at ``BASE + k * STRIDE``; the probe pairs use the gaps between them."""
 BASE = 1 << 32
-FLAGS = (uapi.IOMMU_IOAS_MAP_FIXED_IOVA | uapi.IOMMU_IOAS_MAP_READABLE
-         | uapi.IOMMU_IOAS_MAP_WRITEABLE)
+FLAGS = (
+    uapi.IOMMU_IOAS_MAP_FIXED_IOVA | uapi.IOMMU_IOAS_MAP_READABLE | uapi.IOMMU_IOAS_MAP_WRITEABLE
+)
 
 
 def rss_bytes() -> int:
@@ -72,10 +73,12 @@ class Ioas:
         alloc = uapi.iommu_ioas_alloc(size=ctypes.sizeof(uapi.iommu_ioas_alloc)).to_bytearray()
         self.handle.ioctl(uapi.IOMMU_IOAS_ALLOC, alloc)
         self.id = uapi.iommu_ioas_alloc.from_bytes(alloc).out_ioas_id
-        self._map = uapi.iommu_ioas_map(size=ctypes.sizeof(uapi.iommu_ioas_map), flags=FLAGS,
-                                        ioas_id=self.id, length=PAGE)
-        self._unmap = uapi.iommu_ioas_unmap(size=ctypes.sizeof(uapi.iommu_ioas_unmap),
-                                            ioas_id=self.id, length=PAGE)
+        self._map = uapi.iommu_ioas_map(
+            size=ctypes.sizeof(uapi.iommu_ioas_map), flags=FLAGS, ioas_id=self.id, length=PAGE
+        )
+        self._unmap = uapi.iommu_ioas_unmap(
+            size=ctypes.sizeof(uapi.iommu_ioas_unmap), ioas_id=self.id, length=PAGE
+        )
         self._map_buf = bytearray(ctypes.sizeof(self._map))
         self._unmap_buf = bytearray(ctypes.sizeof(self._unmap))
 
@@ -151,12 +154,22 @@ def bench_population(sizes: list[int], pairs: int, region: Region) -> list[dict[
         t_sim = min(timed(sim_pairs) for _ in range(5)) / pairs
         t_sd = min(timed(sd_pairs) for _ in range(5)) / pairs
         t_dict = min(timed(dict_pairs) for _ in range(5)) / pairs
-        row = {"n": n, "sim_us": t_sim * 1e6, "sd_us": t_sd * 1e6, "dict_us": t_dict * 1e6,
-               "ratio_sd": t_sim / t_sd, "ratio_dict": t_sim / t_dict, "fill_rate": fill_rate}
+        row = {
+            "n": n,
+            "sim_us": t_sim * 1e6,
+            "sd_us": t_sd * 1e6,
+            "dict_us": t_dict * 1e6,
+            "ratio_sd": t_sim / t_sd,
+            "ratio_dict": t_sim / t_dict,
+            "fill_rate": fill_rate,
+        }
         rows.append(row)
-        print(f"  N={n:>9,}  map+unmap {row['sim_us']:7.1f} us   SortedDict ins+del "
-              f"{row['sd_us']:5.2f} us (x{row['ratio_sd']:6.1f})   dict {row['dict_us']:5.3f} us "
-              f"(x{row['ratio_dict']:6.0f})   fill {fill_rate:8,.0f} maps/s", flush=True)
+        print(
+            f"  N={n:>9,}  map+unmap {row['sim_us']:7.1f} us   SortedDict ins+del "
+            f"{row['sd_us']:5.2f} us (x{row['ratio_sd']:6.1f})   dict {row['dict_us']:5.3f} us "
+            f"(x{row['ratio_dict']:6.0f})   fill {fill_rate:8,.0f} maps/s",
+            flush=True,
+        )
     ioas.close()
     return rows
 
@@ -178,12 +191,18 @@ def bench_guest(pages: int, region: Region, min_free: int) -> dict[str, float]:
         if (k + 1) % report == 0:
             el = time.process_time() - c0
             rss = rss_bytes() - rss0
-            print(f"    {k + 1:>9,} areas  {el:6.1f} s CPU  {(k + 1) / el:8,.0f} maps/s  "
-                  f"RSS +{rss / 2**30:5.2f} GiB", flush=True)
+            print(
+                f"    {k + 1:>9,} areas  {el:6.1f} s CPU  {(k + 1) / el:8,.0f} maps/s  "
+                f"RSS +{rss / 2**30:5.2f} GiB",
+                flush=True,
+            )
         if k % 65536 == 65535 and mem_available() < min_free:
             pages = k + 1
-            print(f"    stopped at {pages:,} of {wanted:,} areas: MemAvailable below "
-                  f"{min_free / 2**30:.1f} GiB", flush=True)
+            print(
+                f"    stopped at {pages:,} of {wanted:,} areas: MemAvailable below "
+                f"{min_free / 2**30:.1f} GiB",
+                flush=True,
+            )
             break
     fill = time.process_time() - c0
     wall = time.perf_counter() - t0
@@ -198,40 +217,60 @@ def bench_guest(pages: int, region: Region, min_free: int) -> dict[str, float]:
     unmapped = uapi.iommu_ioas_unmap.from_bytes(buf).length
     assert unmapped == pages * PAGE, unmapped
     ioas.close()
-    row = {"pages": pages, "wanted": wanted, "fill_s": fill, "fill_wall_s": wall,
-           "fill_rate": pages / fill,
-           "bytes_per_area": (rss1 - rss0) / pages, "unmap_all_s": unmap_all}
-    print(f"  {pages:,} areas ({pages * PAGE >> 20} MiB page by page): fill {fill:.1f} s CPU "
-          f"({wall:.1f} s wall) "
-          f"({row['fill_rate']:,.0f} maps/s), {row['bytes_per_area']:,.0f} B RSS per area, "
-          f"unmap-all {unmap_all:.1f} s ({unmapped >> 20} MiB)", flush=True)
+    row = {
+        "pages": pages,
+        "wanted": wanted,
+        "fill_s": fill,
+        "fill_wall_s": wall,
+        "fill_rate": pages / fill,
+        "bytes_per_area": (rss1 - rss0) / pages,
+        "unmap_all_s": unmap_all,
+    }
+    print(
+        f"  {pages:,} areas ({pages * PAGE >> 20} MiB page by page): fill {fill:.1f} s CPU "
+        f"({wall:.1f} s wall) "
+        f"({row['fill_rate']:,.0f} maps/s), {row['bytes_per_area']:,.0f} B RSS per area, "
+        f"unmap-all {unmap_all:.1f} s ({unmapped >> 20} MiB)",
+        flush=True,
+    )
     return row
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="10^3..10^5 areas, 262,144 pages")
     ap.add_argument("--pairs", type=int, default=2000, help="map+unmap pairs timed per size")
     ap.add_argument("--skip-guest", action="store_true", help="only part 1")
     ap.add_argument("--skip-population", action="store_true", help="only part 2")
-    ap.add_argument("--min-free-gb", type=float, default=3.0,
-                    help="stop part 2 early when MemAvailable drops below this (default 3)")
+    ap.add_argument(
+        "--min-free-gb",
+        type=float,
+        default=3.0,
+        help="stop part 2 early when MemAvailable drops below this (default 3)",
+    )
     args = ap.parse_args(argv)
     sizes = [10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6]
     pages = 262_144 if args.quick else 4_194_304
-    print(f"python {platform.python_version()} on {platform.machine()}, nproc {os.cpu_count()}, "
-          f"{platform.platform()}")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, nproc {os.cpu_count()}, "
+        f"{platform.platform()}"
+    )
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
     region = Region(pages * PAGE)
     if not args.skip_population:
-        print("part 1: one 4 KiB map+unmap pair at N live areas (FIXED_IOVA, no domain); "
-          "CPU time, best of 5")
+        print(
+            "part 1: one 4 KiB map+unmap pair at N live areas (FIXED_IOVA, no domain); "
+            "CPU time, best of 5"
+        )
         rows = bench_population(sizes, args.pairs, region)
         first, last = rows[0], rows[-1]
         growth = last["sim_us"] / first["sim_us"]
-        print(f"  growth {first['n']:,} -> {last['n']:,} areas: sim x{growth:.2f}, "
-              f"SortedDict x{last['sd_us'] / first['sd_us']:.2f}")
+        print(
+            f"  growth {first['n']:,} -> {last['n']:,} areas: sim x{growth:.2f}, "
+            f"SortedDict x{last['sd_us'] / first['sd_us']:.2f}"
+        )
     if not args.skip_guest:
         print(f"part 2: {pages:,} separate 4 KiB pages in one IOAS")
         bench_guest(pages, region, int(args.min_free_gb * 2**30))

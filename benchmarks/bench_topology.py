@@ -42,10 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"Python {platform.python_version()} on {platform.machine()}, "
-          f"best of {args.repeat}, seed {args.seed}\n")
-    print("| functions | VFs | groups | P2P sets | build ms | group ms | µs/function "
-          "| P2P ms | µs/function | full report ms |")
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, "
+        f"best of {args.repeat}, seed {args.seed}\n"
+    )
+    print(
+        "| functions | VFs | groups | P2P sets | build ms | group ms | µs/function "
+        "| P2P ms | µs/function | full report ms |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base: float | None = None
     rows = []
@@ -59,13 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         per = tg / nf * 1e6
         base = base or per
         rows.append((nf, per))
-        print(f"| {nf} | {vfs} | {len(gr.groups)} | {len(doms)} | {tb * 1e3:.1f} | "
-              f"{tg * 1e3:.1f} | {per:.1f} | {tp * 1e3:.1f} | {tp / nf * 1e6:.1f} | "
-              f"{tr * 1e3:.1f} |")
+        print(
+            f"| {nf} | {vfs} | {len(gr.groups)} | {len(doms)} | {tb * 1e3:.1f} | "
+            f"{tg * 1e3:.1f} | {per:.1f} | {tp * 1e3:.1f} | {tp / nf * 1e6:.1f} | "
+            f"{tr * 1e3:.1f} |"
+        )
     if len(rows) > 1:
         (n0, p0), (n1, p1) = rows[0], rows[-1]
-        print(f"\nGrouping cost per function at {n1} vs {n0} functions: {p1 / p0:.2f}x "
-              "(1.0 = linear)")
+        print(
+            f"\nGrouping cost per function at {n1} vs {n0} functions: {p1 / p0:.2f}x (1.0 = linear)"
+        )
     return 0
 
 
