@@ -35,16 +35,20 @@ from ioasid.backends import sim
 PAGE = 4096
 HPAGE = 2 << 20
 U64_MAX = ULONG_MAX = (1 << 64) - 1
-R, W, FIXED = (uapi.IOMMU_IOAS_MAP_READABLE, uapi.IOMMU_IOAS_MAP_WRITEABLE,
-               uapi.IOMMU_IOAS_MAP_FIXED_IOVA)
+R, W, FIXED = (
+    uapi.IOMMU_IOAS_MAP_READABLE,
+    uapi.IOMMU_IOAS_MAP_WRITEABLE,
+    uapi.IOMMU_IOAS_MAP_FIXED_IOVA,
+)
 VA_BASE = 0x7F0000000000
 """User VAs are never touched without a domain: any 2 MiB-aligned base will do."""
 WINDOW = 0x100000
 
 iovas = st.integers(0, 63).map(lambda n: WINDOW + n * PAGE)
 lengths = st.integers(1, 12).map(lambda n: n * PAGE)
-va_offsets = st.one_of(st.integers(0, 1023).map(lambda n: n * PAGE),
-                       st.sampled_from([0x800, 0x10, HPAGE + 0x1800]))
+va_offsets = st.one_of(
+    st.integers(0, 1023).map(lambda n: n * PAGE), st.sampled_from([0x800, 0x10, HPAGE + 0x1800])
+)
 map_flags = st.sampled_from([R | W, R | W, R, W])
 mostly_valid = st.sampled_from([True, True, True, False])
 
@@ -113,8 +117,15 @@ class IoasMachine(RuleBasedStateMachine):
 
     # -- the ioctl door and the unchanged-on-failure rule ---------------------------------
 
-    def ioctl(self, request: int, struct: Any, *, size: int | None = None,
-              tail: bytes = b"", unmap: tuple[int, int, int] | None = None) -> tuple[int, Any]:
+    def ioctl(
+        self,
+        request: int,
+        struct: Any,
+        *,
+        size: int | None = None,
+        tail: bytes = b"",
+        unmap: tuple[int, int, int] | None = None,
+    ) -> tuple[int, Any]:
         """Issue ``request``; ``(errno or 0, the struct as written back)``.
 
         On failure the IOAS state must be unchanged, or — for ``unmap=(ioas, first, last)``
@@ -144,8 +155,10 @@ class IoasMachine(RuleBasedStateMachine):
         for obj in self.ictx.objects.objects():
             iopt = obj.iopt
             snap[obj.id] = (
-                tuple((k, a.iova, a.last, a.start_byte, a.iommu_prot, id(a.pages))
-                      for k, a in iopt.areas.items()),
+                tuple(
+                    (k, a.iova, a.last, a.start_byte, a.iommu_prot, id(a.pages))
+                    for k, a in iopt.areas.items()
+                ),
                 tuple(iopt.allowed.items()),
                 tuple((r.first, r.last) for r in iopt.reserved),
                 iopt.iova_alignment,
@@ -190,35 +203,60 @@ class IoasMachine(RuleBasedStateMachine):
             assert err == errno.ENOENT
 
     @precondition(lambda self: self.model)
-    @rule(data=st.data(), fixed=st.booleans(), flags=map_flags, length=lengths,
-          va_off=va_offsets, odd=st.sampled_from([0, 0, 0, 0x800]))
-    def map(self, data: st.DataObject, fixed: bool, flags: int, length: int, va_off: int,
-            odd: int) -> None:
+    @rule(
+        data=st.data(),
+        fixed=st.booleans(),
+        flags=map_flags,
+        length=lengths,
+        va_off=va_offsets,
+        odd=st.sampled_from([0, 0, 0, 0x800]),
+    )
+    def map(
+        self, data: st.DataObject, fixed: bool, flags: int, length: int, va_off: int, odd: int
+    ) -> None:
         ioas_id = self.some_id(data)
         m = self.model[ioas_id]
         length += odd
         iova = data.draw(iovas) + data.draw(st.sampled_from([0, 0, 0, 0x800])) if fixed else 0
         va = VA_BASE + va_off
-        cmd = uapi.iommu_ioas_map(flags=flags | (FIXED if fixed else 0), ioas_id=ioas_id,
-                                  user_va=va, length=length, iova=iova)
+        cmd = uapi.iommu_ioas_map(
+            flags=flags | (FIXED if fixed else 0),
+            ioas_id=ioas_id,
+            user_va=va,
+            length=length,
+            iova=iova,
+        )
         err, out = self.ioctl(uapi.IOMMU_IOAS_MAP, cmd)
         self.check_map(m, err, out.iova, iova if fixed else None, length, va, flags)
 
     @precondition(lambda self: self.model)
-    @rule(data=st.data(), fixed=st.booleans(), flags=map_flags, length=lengths,
-          start=st.integers(0, 255).map(lambda n: n * PAGE))
-    def map_file(self, data: st.DataObject, fixed: bool, flags: int, length: int,
-                 start: int) -> None:
+    @rule(
+        data=st.data(),
+        fixed=st.booleans(),
+        flags=map_flags,
+        length=lengths,
+        start=st.integers(0, 255).map(lambda n: n * PAGE),
+    )
+    def map_file(
+        self, data: st.DataObject, fixed: bool, flags: int, length: int, start: int
+    ) -> None:
         ioas_id = self.some_id(data)
         m = self.model[ioas_id]
         iova = data.draw(iovas) if fixed else 0
-        cmd = uapi.iommu_ioas_map_file(flags=flags | (FIXED if fixed else 0), ioas_id=ioas_id,
-                                       fd=self.memfd, start=start, length=length, iova=iova)
+        cmd = uapi.iommu_ioas_map_file(
+            flags=flags | (FIXED if fixed else 0),
+            ioas_id=ioas_id,
+            fd=self.memfd,
+            start=start,
+            length=length,
+            iova=iova,
+        )
         err, out = self.ioctl(uapi.IOMMU_IOAS_MAP_FILE, cmd)
         self.check_map(m, err, out.iova, iova if fixed else None, length, start, flags)
 
-    def check_map(self, m: MIoas, err: int, out_iova: int, iova: int | None, length: int,
-                  va: int, flags: int) -> None:
+    def check_map(
+        self, m: MIoas, err: int, out_iova: int, iova: int | None, length: int, va: int, flags: int
+    ) -> None:
         """Predict MAP / MAP_FILE: alignment EINVALs, EEXIST on overlap, else success."""
         align = m.alignment
         if length % align:
@@ -281,9 +319,14 @@ class IoasMachine(RuleBasedStateMachine):
             last = first + data.draw(lengths) - 1
         length = last - first + 1
         dst_iova = data.draw(iovas) if fixed else 0
-        cmd = uapi.iommu_ioas_copy(flags=flags | (FIXED if fixed else 0), dst_ioas_id=dst_id,
-                                   src_ioas_id=src_id, length=length, dst_iova=dst_iova,
-                                   src_iova=first)
+        cmd = uapi.iommu_ioas_copy(
+            flags=flags | (FIXED if fixed else 0),
+            dst_ioas_id=dst_id,
+            src_ioas_id=src_id,
+            length=length,
+            dst_iova=dst_iova,
+            src_iova=first,
+        )
         err, out = self.ioctl(uapi.IOMMU_IOAS_COPY, cmd)
         pieces = src.pieces(first, last)
         if pieces is None:
@@ -342,9 +385,11 @@ class IoasMachine(RuleBasedStateMachine):
             length = last - first + 1
         wildcard = (first, length) == (0, U64_MAX)
         last = ULONG_MAX if wildcard else first + length - 1
-        err, out = self.ioctl(uapi.IOMMU_IOAS_UNMAP,
-                              uapi.iommu_ioas_unmap(ioas_id=ioas_id, iova=first, length=length),
-                              unmap=(ioas_id, first, last))
+        err, out = self.ioctl(
+            uapi.IOMMU_IOAS_UNMAP,
+            uapi.iommu_ioas_unmap(ioas_id=ioas_id, iova=first, length=length),
+            unmap=(ioas_id, first, last),
+        )
         removed, cut = _model_unmap(m, first, last)
         if cut or (not removed and not wildcard):
             assert err == errno.ENOENT
@@ -356,19 +401,23 @@ class IoasMachine(RuleBasedStateMachine):
             del m.areas[i]
 
     @precondition(lambda self: self.model)
-    @rule(data=st.data(),
-          ranges=st.lists(st.tuples(st.integers(0, 127), st.integers(0, 64)), max_size=3))
+    @rule(
+        data=st.data(),
+        ranges=st.lists(st.tuples(st.integers(0, 127), st.integers(0, 64)), max_size=3),
+    )
     def allow_iovas(self, data: st.DataObject, ranges: list[tuple[int, int]]) -> None:
         ioas_id = self.some_id(data)
         rs = [(WINDOW + a * PAGE, WINDOW + a * PAGE + n * PAGE - 1 + (n == 0)) for a, n in ranges]
         arr = (uapi.iommu_iova_range * max(len(rs), 1))()
         for k, (f, l) in enumerate(rs):
             arr[k].start, arr[k].last = f, l
-        cmd = uapi.iommu_ioas_allow_iovas(ioas_id=ioas_id, num_iovas=len(rs),
-                                          allowed_iovas=ctypes.addressof(arr))
+        cmd = uapi.iommu_ioas_allow_iovas(
+            ioas_id=ioas_id, num_iovas=len(rs), allowed_iovas=ctypes.addressof(arr)
+        )
         err, _ = self.ioctl(uapi.IOMMU_IOAS_ALLOW_IOVAS, cmd)
         bad = any(f >= l for f, l in rs) or any(
-            a <= d and c <= b for k, (a, b) in enumerate(rs) for c, d in rs[k + 1 :])
+            a <= d and c <= b for k, (a, b) in enumerate(rs) for c, d in rs[k + 1 :]
+        )
         if bad:
             assert err == errno.EINVAL
         else:
@@ -380,8 +429,9 @@ class IoasMachine(RuleBasedStateMachine):
     def iova_ranges(self, data: st.DataObject, cap: int, valid: bool) -> None:
         ioas_id = self.some_id(data, valid)
         arr = (uapi.iommu_iova_range * 3)()
-        cmd = uapi.iommu_ioas_iova_ranges(ioas_id=ioas_id, num_iovas=cap,
-                                          allowed_iovas=ctypes.addressof(arr) if cap else 0)
+        cmd = uapi.iommu_ioas_iova_ranges(
+            ioas_id=ioas_id, num_iovas=cap, allowed_iovas=ctypes.addressof(arr) if cap else 0
+        )
         err, out = self.ioctl(uapi.IOMMU_IOAS_IOVA_RANGES, cmd)
         if ioas_id not in self.model:
             assert err == errno.ENOENT
@@ -393,12 +443,17 @@ class IoasMachine(RuleBasedStateMachine):
             assert (arr[0].start, arr[0].last) == (0, ULONG_MAX)
 
     @precondition(lambda self: self.model)
-    @rule(data=st.data(), op=st.sampled_from([uapi.IOMMU_OPTION_OP_GET, uapi.IOMMU_OPTION_OP_SET]),
-          val=st.sampled_from([0, 1, 2]), valid=mostly_valid)
+    @rule(
+        data=st.data(),
+        op=st.sampled_from([uapi.IOMMU_OPTION_OP_GET, uapi.IOMMU_OPTION_OP_SET]),
+        val=st.sampled_from([0, 1, 2]),
+        valid=mostly_valid,
+    )
     def huge_pages(self, data: st.DataObject, op: int, val: int, valid: bool) -> None:
         ioas_id = self.some_id(data, valid)
-        cmd = uapi.iommu_option(option_id=uapi.IOMMU_OPTION_HUGE_PAGES, op=op,
-                                object_id=ioas_id, val64=val)
+        cmd = uapi.iommu_option(
+            option_id=uapi.IOMMU_OPTION_HUGE_PAGES, op=op, object_id=ioas_id, val64=val
+        )
         err, out = self.ioctl(uapi.IOMMU_OPTION, cmd)
         m = self.model.get(ioas_id)
         if m is None:
@@ -410,8 +465,9 @@ class IoasMachine(RuleBasedStateMachine):
         elif val == 1:
             assert err == 0
             m.huge = True
-        elif m.huge and any(i % PAGE or (a.last + 1) % PAGE or a.va % PAGE
-                            for i, a in m.areas.items()):
+        elif m.huge and any(
+            i % PAGE or (a.last + 1) % PAGE or a.va % PAGE for i, a in m.areas.items()
+        ):
             assert err == errno.EADDRINUSE
         else:
             assert err == 0
@@ -422,8 +478,13 @@ class IoasMachine(RuleBasedStateMachine):
     def invalid(self, data: st.DataObject, which: str) -> None:
         """Calls that must fail before touching anything."""
         ioas_id = self.some_id(data)
-        cmd = uapi.iommu_ioas_map(flags=R | W | FIXED, ioas_id=ioas_id, user_va=VA_BASE,
-                                  length=PAGE, iova=data.draw(iovas))
+        cmd = uapi.iommu_ioas_map(
+            flags=R | W | FIXED,
+            ioas_id=ioas_id,
+            user_va=VA_BASE,
+            length=PAGE,
+            iova=data.draw(iovas),
+        )
         if which == "flags":
             cmd.flags |= 1 << 5
             err, _ = self.ioctl(uapi.IOMMU_IOAS_MAP, cmd)
@@ -489,8 +550,9 @@ def _model_unmap(m: MIoas, first: int, last: int) -> tuple[list[int], bool]:
     return removed, False
 
 
-def _after_partial_unmap(before: dict[Any, Any], ioas_id: int, first: int,
-                         last: int) -> dict[Any, Any]:
+def _after_partial_unmap(
+    before: dict[Any, Any], ioas_id: int, first: int, last: int
+) -> dict[Any, Any]:
     """``before`` minus the whole areas below the first area ``[first, last]`` cuts."""
     if ioas_id not in before:
         return before

@@ -74,8 +74,9 @@ class BumpAllocId(Wrapper):
 
 def _sim_pair(seed: int, **kw: object) -> DiffResult:
     sim.reset()
-    return run_differential(seed, [backend_opener("sim"), backend_opener("sim")],
-                            names=("sim", "sim"), **kw)  # type: ignore[arg-type]
+    return run_differential(
+        seed, [backend_opener("sim"), backend_opener("sim")], names=("sim", "sim"), **kw
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -119,15 +120,22 @@ def test_generator_covers_the_interesting_cases() -> None:
 
 def test_injected_errno_flip_is_reported_at_its_call() -> None:
     reference = _sim_pair(3)
-    enoent_unmaps = [s.index for s in reference.steps
-                     if s.call.op == "IOMMU_IOAS_UNMAP" and s.results[0].get("errno") == "ENOENT"]
+    enoent_unmaps = [
+        s.index
+        for s in reference.steps
+        if s.call.op == "IOMMU_IOAS_UNMAP" and s.results[0].get("errno") == "ENOENT"
+    ]
     assert len(enoent_unmaps) >= 3
     sim.reset()
     opener = backend_opener("sim")
     result = run_differential(
         3,
-        [opener, lambda: cast(Handle, FlipErrno(opener(), uapi.IOMMU_IOAS_UNMAP, errno.ENOENT,
-                                                errno.EINVAL, 3))],
+        [
+            opener,
+            lambda: cast(
+                Handle, FlipErrno(opener(), uapi.IOMMU_IOAS_UNMAP, errno.ENOENT, errno.EINVAL, 3)
+            ),
+        ],
         names=("sim", "flipped"),
     )
     div = result.divergence
@@ -142,9 +150,11 @@ def test_injected_errno_flip_is_reported_at_its_call() -> None:
 
 def test_injected_output_change_is_reported() -> None:
     reference = _sim_pair(4)
-    allocs = [s.index for s in reference.steps
-              if s.call.op == "IOMMU_IOAS_ALLOC" and "ret" in s.results[0]
-              and s.call.size is None]
+    allocs = [
+        s.index
+        for s in reference.steps
+        if s.call.op == "IOMMU_IOAS_ALLOC" and "ret" in s.results[0] and s.call.size is None
+    ]
     sim.reset()
     opener = backend_opener("sim")
     result = run_differential(4, [opener, lambda: cast(Handle, BumpAllocId(opener(), 2))])
@@ -167,8 +177,11 @@ def test_json_round_trip_and_replay() -> None:
 
 def test_replay_finds_a_doctored_recording() -> None:
     recorded = _sim_pair(6, calls=100).to_json()
-    target = next(s for s in recorded["steps"] if s["call"]["op"] == "IOMMU_IOAS_MAP"
-                  and "ret" in s["results"][0])
+    target = next(
+        s
+        for s in recorded["steps"]
+        if s["call"]["op"] == "IOMMU_IOAS_MAP" and "ret" in s["results"][0]
+    )
     target["results"][0] = {"errno": "EFAULT"}
     sim.reset()
     result = replay(DiffResult.from_json(recorded), backend_opener("sim"))
@@ -179,8 +192,21 @@ def test_oracle_cli_differential_sim_vs_sim(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "d.json"
-    status = oracle.main(["differential", "--a", "sim", "--b", "sim", "--seeds", "2",
-                          "--calls", "60", "--json", str(out)])
+    status = oracle.main(
+        [
+            "differential",
+            "--a",
+            "sim",
+            "--b",
+            "sim",
+            "--seeds",
+            "2",
+            "--calls",
+            "60",
+            "--json",
+            str(out),
+        ]
+    )
     assert status == 0
     text = capsys.readouterr().out
     assert "2/2 seeds agree" in text
@@ -190,14 +216,19 @@ def test_oracle_cli_differential_sim_vs_sim(
 
 def test_oracle_cli_record_and_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.json"
-    assert oracle.main(["record", "--backend", "sim", "--seeds", "2", "--calls", "50",
-                        "--json", str(out)]) == 0
+    assert (
+        oracle.main(
+            ["record", "--backend", "sim", "--seeds", "2", "--calls", "50", "--json", str(out)]
+        )
+        == 0
+    )
     assert oracle.main(["compare", "--backend", "sim", "--json", str(out)]) == 0
     assert "2/2 recorded runs agree" in capsys.readouterr().out
 
 
-def test_oracle_run_wraps_run_guest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                    capfd: pytest.CaptureFixture[str]) -> None:
+def test_oracle_run_wraps_run_guest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     script = tmp_path / "run-guest.sh"
     script.write_text('#!/bin/sh\necho "guest got: $1"\nexit 7\n')
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
@@ -214,6 +245,7 @@ def test_oracle_run_wraps_run_guest(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_sim_matches_backend(seed: int, backend_name: str) -> None:
     """With --backend=linux (in the guest): the simulator against the real kernel."""
     sim.reset()
-    result = run_differential(seed, [backend_opener("sim"), backend_opener(backend_name)],
-                              names=("sim", backend_name))
+    result = run_differential(
+        seed, [backend_opener("sim"), backend_opener(backend_name)], names=("sim", backend_name)
+    )
     assert result.agree, result.summary()

@@ -40,14 +40,18 @@ def test_tree_and_explain(capsys: pytest.CaptureFixture[str]) -> None:
     assert "0000:06:00.0" in out and "PCIe-to-PCI" in out
 
 
-@pytest.mark.parametrize(("argv", "msg"), [
-    (["--topology", "/nonexistent.yaml"], "cannot read"),
-    (["--default-host", "--acs-override", "bogus"], "unknown option"),
-    (["--default-host", "--explain", "0000:99:00.0"], "not in"),
-    (["--default-host", "--explain", "zz"], "not a PCI address"),
-])
-def test_bad_input_exits_nonzero_with_message(argv: list[str], msg: str,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "msg"),
+    [
+        (["--topology", "/nonexistent.yaml"], "cannot read"),
+        (["--default-host", "--acs-override", "bogus"], "unknown option"),
+        (["--default-host", "--explain", "0000:99:00.0"], "not in"),
+        (["--default-host", "--explain", "zz"], "not a PCI address"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_message(
+    argv: list[str], msg: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert _run(argv) == 2
     err = capsys.readouterr().err
     assert msg in err and "Traceback" not in err
@@ -55,9 +59,25 @@ def test_bad_input_exits_nonzero_with_message(argv: list[str], msg: str,
 
 def test_bad_topology_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "t.yaml"
-    p.write_text(yaml.safe_dump({"devices": [
-        {"bdf": "0000:00:01.0", "id": "1:2", "pcie_type": "endpoint", "parent": "root_bus"},
-        {"bdf": "0000:01:00.0", "id": "1:2", "pcie_type": "endpoint", "parent": "0000:00:01.0"},
-    ]}))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "devices": [
+                    {
+                        "bdf": "0000:00:01.0",
+                        "id": "1:2",
+                        "pcie_type": "endpoint",
+                        "parent": "root_bus",
+                    },
+                    {
+                        "bdf": "0000:01:00.0",
+                        "id": "1:2",
+                        "pcie_type": "endpoint",
+                        "parent": "0000:00:01.0",
+                    },
+                ]
+            }
+        )
+    )
     assert _run(["--topology", str(p)]) == 2
     assert "not a bridge" in capsys.readouterr().err

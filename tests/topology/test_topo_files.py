@@ -36,8 +36,10 @@ def test_parse_good_file_and_defaults(tmp_path: Path) -> None:
     assert t["0000:01:00.1"].class_code == 0x0403  # 6-digit class: base+sub
     # two functions in one slot: multifunction defaults to true
     assert gpu.multifunction and t["0000:01:00.1"].multifunction
-    assert group(t).partition() == {frozenset({B("00:01.0")}),
-                                    frozenset({B("01:00.0"), B("01:00.1")})}
+    assert group(t).partition() == {
+        frozenset({B("00:01.0")}),
+        frozenset({B("01:00.0"), B("01:00.1")}),
+    }
 
 
 def test_json_and_bare_list(tmp_path: Path) -> None:
@@ -53,24 +55,34 @@ def test_dump_round_trips_default_host() -> None:
     assert [f for f in again] == [f for f in h]
 
 
-@pytest.mark.parametrize(("devices", "match"), [
-    ([{"id": "1234:5678", "pcie_type": "endpoint", "parent": "root_bus"}], "missing required"),
-    ([_dev("0000:00:01", "endpoint")], "bad bdf"),
-    ([_dev("0000:00:20.0", "endpoint")], "above 0x1f"),
-    ([_dev("0000:00:01.0", "endpoint"), _dev("0000:01:00.0", "endpoint", "0000:00:01.0")],
-     r"0000:01:00\.0.*not a bridge"),
-    ([_dev("0000:01:00.0", "downstream_port", "0000:02:00.0"),
-      _dev("0000:02:00.0", "downstream_port", "0000:01:00.0")], "cycle"),
-    ([_dev("0000:00:01.0", "root_port"), _dev("0000:00:01.0", "root_port")], "duplicate"),
-    ([_dev("0000:00:01.0", "switch")], "pcie_type 'switch' is not one of"),
-    ([_dev("0000:00:01.0", "root_port", acs="yes")], "acs must be null"),
-    ([_dev("0000:00:01.0", "root_port", acs={"cap": "zz"})], "acs.cap"),
-    ([{**_dev("0000:00:01.0", "endpoint"), "id": "8086"}], "vvvv:dddd"),
-    ([_dev("0000:00:01.0", "endpoint", dma_alias=["1f.9"])], "dma_alias"),
-    ([_dev("0000:00:01.0", "endpoint", multifunction="yes")], "true or false"),
-    ([_dev("0000:01:00.0", "endpoint", "0000:00:09.0")], "not in the topology"),
-    ({"hosts": []}, "no 'devices'"),
-])
+@pytest.mark.parametrize(
+    ("devices", "match"),
+    [
+        ([{"id": "1234:5678", "pcie_type": "endpoint", "parent": "root_bus"}], "missing required"),
+        ([_dev("0000:00:01", "endpoint")], "bad bdf"),
+        ([_dev("0000:00:20.0", "endpoint")], "above 0x1f"),
+        (
+            [_dev("0000:00:01.0", "endpoint"), _dev("0000:01:00.0", "endpoint", "0000:00:01.0")],
+            r"0000:01:00\.0.*not a bridge",
+        ),
+        (
+            [
+                _dev("0000:01:00.0", "downstream_port", "0000:02:00.0"),
+                _dev("0000:02:00.0", "downstream_port", "0000:01:00.0"),
+            ],
+            "cycle",
+        ),
+        ([_dev("0000:00:01.0", "root_port"), _dev("0000:00:01.0", "root_port")], "duplicate"),
+        ([_dev("0000:00:01.0", "switch")], "pcie_type 'switch' is not one of"),
+        ([_dev("0000:00:01.0", "root_port", acs="yes")], "acs must be null"),
+        ([_dev("0000:00:01.0", "root_port", acs={"cap": "zz"})], "acs.cap"),
+        ([{**_dev("0000:00:01.0", "endpoint"), "id": "8086"}], "vvvv:dddd"),
+        ([_dev("0000:00:01.0", "endpoint", dma_alias=["1f.9"])], "dma_alias"),
+        ([_dev("0000:00:01.0", "endpoint", multifunction="yes")], "true or false"),
+        ([_dev("0000:01:00.0", "endpoint", "0000:00:09.0")], "not in the topology"),
+        ({"hosts": []}, "no 'devices'"),
+    ],
+)
 def test_errors_name_device_and_rule(devices: Any, match: str) -> None:
     with pytest.raises(TopologyError, match=match):
         parse(devices)

@@ -19,8 +19,10 @@ from ioasid.topology.audit import compare_with_kernel
 def test_live_sysfs_grouping_matches_kernel() -> None:
     groups_dir = "/sys/kernel/iommu_groups"
     if not os.path.isdir(groups_dir) or not os.listdir(groups_dir):
-        pytest.fail("no IOMMU groups on this machine: run this test in the oracle guest "
-                    "(/work/shared/oracle/run-guest.sh), which has intel-iommu")
+        pytest.fail(
+            "no IOMMU groups on this machine: run this test in the oracle guest "
+            "(/work/shared/oracle/run-guest.sh), which has intel-iommu"
+        )
     if os.geteuid() != 0:
         pytest.fail("needs root to read full PCI config space (the oracle guest runs as root)")
     topo = from_sysfs("/sys")

@@ -21,8 +21,15 @@ from ioasid.topology import (
 )
 from ioasid.topology.quirks import PCI_DEV_ACS_ENABLED
 
-SV, TB, RR, CR, UF, EC, DT = (AcsFlag.SV, AcsFlag.TB, AcsFlag.RR, AcsFlag.CR, AcsFlag.UF,
-                              AcsFlag.EC, AcsFlag.DT)
+SV, TB, RR, CR, UF, EC, DT = (
+    AcsFlag.SV,
+    AcsFlag.TB,
+    AcsFlag.RR,
+    AcsFlag.CR,
+    AcsFlag.UF,
+    AcsFlag.EC,
+    AcsFlag.DT,
+)
 REQ = SV | RR | CR | UF
 
 
@@ -37,19 +44,22 @@ def _port_isolates(f: PciFunction, **opts: object) -> bool:
 # -- root-port families: ports without ACS capability that isolate anyway --------------------
 
 
-@pytest.mark.parametrize(("vid", "did", "func"), [
-    (0x17CB, 0x0400, "pci_quirk_qcom_rp_acs"),
-    (0x1DBF, 0x0401, "pci_quirk_qcom_rp_acs"),
-    (0x1957, 0x8D81, "pci_quirk_nxp_rp_acs"),
-    (0x14E4, 0xD714, "pci_quirk_brcm_acs"),
-    (0x0014, 0x7A09, "pci_quirk_loongson_acs"),
-    (0x10E8, 0xE004, "pci_quirk_xgene_acs"),
-    (0x1DEF, 0xE00C, "pci_quirk_xgene_acs"),
-    (0x177D, 0xA123, "pci_quirk_cavium_acs"),
-    (0x177D, 0xAF84, "pci_quirk_cavium_acs"),
-    (0x1C36, 0x0031, "pci_quirk_al_acs"),
-    (0x1D17, 0x0721, "pci_quirk_zhaoxin_pcie_ports_acs"),
-])
+@pytest.mark.parametrize(
+    ("vid", "did", "func"),
+    [
+        (0x17CB, 0x0400, "pci_quirk_qcom_rp_acs"),
+        (0x1DBF, 0x0401, "pci_quirk_qcom_rp_acs"),
+        (0x1957, 0x8D81, "pci_quirk_nxp_rp_acs"),
+        (0x14E4, 0xD714, "pci_quirk_brcm_acs"),
+        (0x0014, 0x7A09, "pci_quirk_loongson_acs"),
+        (0x10E8, 0xE004, "pci_quirk_xgene_acs"),
+        (0x1DEF, 0xE00C, "pci_quirk_xgene_acs"),
+        (0x177D, 0xA123, "pci_quirk_cavium_acs"),
+        (0x177D, 0xAF84, "pci_quirk_cavium_acs"),
+        (0x1C36, 0x0031, "pci_quirk_al_acs"),
+        (0x1D17, 0x0721, "pci_quirk_zhaoxin_pcie_ports_acs"),
+    ],
+)
 def test_isolating_root_port_quirks(vid: int, did: int, func: str) -> None:
     f = rp("00:01.0", None, vid=vid, did=did)
     assert _port_isolates(f)
@@ -59,8 +69,12 @@ def test_isolating_root_port_quirks(vid: int, did: int, func: str) -> None:
 
 
 def test_cavium_quirk_only_for_root_ports() -> None:
-    t = topo(rp("00:01.0"), usp("01:00.0", "00:01.0"),
-             dsp("02:00.0", "01:00.0", None, vid=0x177D, did=0xA123), ep("03:00.0", "02:00.0"))
+    t = topo(
+        rp("00:01.0"),
+        usp("01:00.0", "00:01.0"),
+        dsp("02:00.0", "01:00.0", None, vid=0x177D, did=0xA123),
+        ep("03:00.0", "02:00.0"),
+    )
     assert same(group(t), "02:00.0", "03:00.0")
 
 
@@ -83,8 +97,9 @@ def test_zhaoxin_unlisted_port_is_refused_even_with_full_acs() -> None:
 # -- Intel PCH: the enable quirk decides ------------------------------------------------------
 
 
-@pytest.mark.parametrize("did", [0x3B42, 0x1C1F, 0x1E10, 0x8C1F, 0x9C1B, 0x9C90, 0x1D10, 0x1D1E,
-                                 0x8D1E, 0x8C90, 0x8C9E])
+@pytest.mark.parametrize(
+    "did", [0x3B42, 0x1C1F, 0x1E10, 0x8C1F, 0x9C1B, 0x9C90, 0x1D10, 0x1D1E, 0x8D1E, 0x8C90, 0x8C9E]
+)
 def test_intel_pch_root_ports_isolated_only_after_enable_quirk(did: int) -> None:
     f = rp("00:1c.0", None, vid=0x8086, did=did)
     assert _port_isolates(f)
@@ -128,28 +143,58 @@ def test_intel_spt_disable_acs_redir_uses_quirk() -> None:
 # -- multifunction quirks ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("vid", "did"), [
-    (0x8086, 0x1521), (0x8086, 0x10FB), (0x8086, 0x15B7), (0x8086, 0x105E), (0x1924, 0x0A03),
-    (0x19A2, 0x0710), (0x10DF, 0x0720), (0x177D, 0xA026), (0x14E4, 0x1763), (0x1D17, 0x9083),
-    (0x8088, 0x1001), (0x8088, 0x0105),
-])
+@pytest.mark.parametrize(
+    ("vid", "did"),
+    [
+        (0x8086, 0x1521),
+        (0x8086, 0x10FB),
+        (0x8086, 0x15B7),
+        (0x8086, 0x105E),
+        (0x1924, 0x0A03),
+        (0x19A2, 0x0710),
+        (0x10DF, 0x0720),
+        (0x177D, 0xA026),
+        (0x14E4, 0x1763),
+        (0x1D17, 0x9083),
+        (0x8088, 0x1001),
+        (0x8088, 0x0105),
+    ],
+)
 def test_mf_endpoint_quirks_split_functions(vid: int, did: int) -> None:
-    t = topo(rp("00:01.0"), *(ep(f"01:00.{i}", "00:01.0", vid=vid, did=did, multifunction=True)
-                              for i in range(4)))
+    t = topo(
+        rp("00:01.0"),
+        *(ep(f"01:00.{i}", "00:01.0", vid=vid, did=did, multifunction=True) for i in range(4)),
+    )
     gr = group(t)
     assert len({gr.group_of[B(f"01:00.{i}")] for i in range(4)}) == 4
 
 
 def test_wangxun_unlisted_device_refused_even_with_acs() -> None:
-    t = topo(rp("00:01.0"),
-             *(ep(f"01:00.{i}", "00:01.0", vid=0x8088, did=0x9999, multifunction=True,
-                  acs=Acs(0x1F, 0x1F)) for i in range(2)))
+    t = topo(
+        rp("00:01.0"),
+        *(
+            ep(
+                f"01:00.{i}",
+                "00:01.0",
+                vid=0x8088,
+                did=0x9999,
+                multifunction=True,
+                acs=Acs(0x1F, 0x1F),
+            )
+            for i in range(2)
+        ),
+    )
     assert same(group(t), "01:00.0", "01:00.1")
 
 
 def test_intel_nic_without_quirk_merges() -> None:
-    t = topo(rp("00:01.0"), *(ep(f"01:00.{i}", "00:01.0", vid=0x8086, did=0x1572,
-                                 multifunction=True) for i in range(2)))
+    t = topo(
+        rp("00:01.0"),
+        *(
+            ep(f"01:00.{i}", "00:01.0", vid=0x8086, did=0x1572, multifunction=True)
+            for i in range(2)
+        ),
+    )
     assert same(group(t), "01:00.0", "01:00.1")
 
 
@@ -161,9 +206,13 @@ def test_amd_southbridge_quirk(ivrs: bool) -> None:
 
 
 def test_amd_southbridge_quirk_only_on_root_bus() -> None:
-    t = topo(rp("00:01.0"),
-             *(fn(f"01:00.{i}", None, "00:01.0", vid=0x1022, did=0x780F, multifunction=True)
-               for i in range(2)))
+    t = topo(
+        rp("00:01.0"),
+        *(
+            fn(f"01:00.{i}", None, "00:01.0", vid=0x1022, did=0x780F, multifunction=True)
+            for i in range(2)
+        ),
+    )
     assert same(group(t), "01:00.0", "01:00.1")
 
 
@@ -171,6 +220,7 @@ def test_idt_broken_sv_is_not_required() -> None:
     # pci_disable_broken_acs_cap clears SV from acs_capabilities: ctl without SV still passes
     def port(vid: int, did: int) -> PciFunction:
         return rp("00:01.0", Acs(0x1D, int(RR | CR | UF)), vid=vid, did=did)
+
     assert _port_isolates(port(0x111D, 0x80B5), acs_enable=False)
     assert not _port_isolates(port(0x1234, 0x80B5), acs_enable=False)
 
@@ -191,8 +241,9 @@ def test_disable_acs_redir_starts_from_firmware_value() -> None:
     t = topo(rp("00:01.0", Acs(0x5F, int(SV))), ep("01:00.0", "00:01.0"))
     acs = AcsState(t, KernelOptions(disable_acs_redir=("0000:00:01.0",)))
     assert acs.ctrl(B("00:01.0")) == int(SV)
-    assert same(group(t, options=KernelOptions(disable_acs_redir=("00:01.0",))),
-                "00:01.0", "01:00.0")
+    assert same(
+        group(t, options=KernelOptions(disable_acs_redir=("00:01.0",))), "00:01.0", "01:00.0"
+    )
 
 
 def test_disable_acs_redir_by_vendor_device() -> None:
@@ -221,8 +272,12 @@ def test_override_parse() -> None:
 
 
 def _switch(dsp_acs: Acs | None) -> Topology:
-    return topo(rp("00:01.0"), usp("01:00.0", "00:01.0"), dsp("02:00.0", "01:00.0", dsp_acs),
-                ep("03:00.0", "02:00.0"))
+    return topo(
+        rp("00:01.0"),
+        usp("01:00.0", "00:01.0"),
+        dsp("02:00.0", "01:00.0", dsp_acs),
+        ep("03:00.0", "02:00.0"),
+    )
 
 
 def test_override_downstream_splits_ports_without_acs_cap() -> None:
@@ -238,9 +293,13 @@ def test_override_ignores_devices_with_acs_cap() -> None:
 
 
 def test_override_multifunction_and_ids_and_conventional() -> None:
-    mf = topo(rp("00:01.0"), ep("01:00.0", "00:01.0", multifunction=True),
-              ep("01:00.1", "00:01.0", multifunction=True),
-              fn("00:1f.0", None, multifunction=True), fn("00:1f.3", None, multifunction=True))
+    mf = topo(
+        rp("00:01.0"),
+        ep("01:00.0", "00:01.0", multifunction=True),
+        ep("01:00.1", "00:01.0", multifunction=True),
+        fn("00:1f.0", None, multifunction=True),
+        fn("00:1f.3", None, multifunction=True),
+    )
     gr = group(mf, "multifunction")
     assert not same(gr, "01:00.0", "01:00.1")
     assert same(gr, "00:1f.0", "00:1f.3")  # conventional PCI is never overridden
@@ -263,8 +322,14 @@ def _random_fabric(draw: st.DrawFn) -> Topology:
             fns.append(ep(f"{b:02x}:00.0", parent))
         elif kind == "mf":
             for i in range(draw(st.integers(2, 3))):
-                fns.append(ep(f"{b:02x}:00.{i}", parent, multifunction=True,
-                              acs=draw(st.sampled_from([None, Acs(0, 0)]))))
+                fns.append(
+                    ep(
+                        f"{b:02x}:00.{i}",
+                        parent,
+                        multifunction=True,
+                        acs=draw(st.sampled_from([None, Acs(0, 0)])),
+                    )
+                )
         elif kind == "pcibr":
             fns.append(fn(f"{b:02x}:00.0", PcieType.PCI_BRIDGE, parent))
             fns.append(fn(f"{bus[0]:02x}:00.0", None, f"{b:02x}:00.0"))
@@ -285,8 +350,10 @@ def _random_fabric(draw: st.DrawFn) -> Topology:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.composite(_random_fabric)(), st.sampled_from(["downstream", "multifunction",
-                                                        "downstream,multifunction"]))
+@given(
+    st.composite(_random_fabric)(),
+    st.sampled_from(["downstream", "multifunction", "downstream,multifunction"]),
+)
 def test_override_only_ever_splits(t: Topology, ov: str) -> None:
     before, after = group(t), group(t, ov)
     for g in after.partition():

@@ -16,9 +16,20 @@ from ioasid.topology.sysfs import parse_config
 TYPES = {"rp": 4, "usp": 5, "dsp": 6, "ep": 0, "pcibr": 7, "rcend": 9}
 
 
-def config(vid: int, did: int, cls: int, *, ptype: str | None, mf: bool = False,
-           acs: tuple[int, int] | None = None, pasid: bool = False, sec: int | None = None,
-           size: int = 4096, eetlp: bool = True, spt: bool = False) -> bytes:
+def config(
+    vid: int,
+    did: int,
+    cls: int,
+    *,
+    ptype: str | None,
+    mf: bool = False,
+    acs: tuple[int, int] | None = None,
+    pasid: bool = False,
+    sec: int | None = None,
+    size: int = 4096,
+    eetlp: bool = True,
+    spt: bool = False,
+) -> bytes:
     """A config space: PM cap at 0x40 -> PCIe cap at 0x50; ext: AER 0x100 -> ACS -> PASID."""
     b = bytearray(size)
     struct.pack_into("<HH", b, 0, vid, did)
@@ -56,8 +67,16 @@ class Sysfs:
         (root / "bus/pci/devices").mkdir(parents=True)
         (root / "devices").mkdir()
 
-    def add(self, path: list[str], cfg: bytes, *, driver: str | None = None,
-            group: int | None = None, short: int | None = None, physfn: str | None = None) -> Path:
+    def add(
+        self,
+        path: list[str],
+        cfg: bytes,
+        *,
+        driver: str | None = None,
+        group: int | None = None,
+        short: int | None = None,
+        physfn: str | None = None,
+    ) -> Path:
         d = self.root / "devices" / "pci0000:00"
         for p in path:
             d = d / p
@@ -83,32 +102,58 @@ def _host(tmp_path: Path) -> Sysfs:
     s = Sysfs(tmp_path)
     s.add(["0000:00:00.0"], config(0x8086, 0x29C0, 0x060000, ptype=None, size=256), group=0)
     rp = ["0000:00:01.0"]
-    s.add(rp, config(0x8086, 0x2030, 0x060400, ptype="rp", acs=(0x5F, 0x1D), sec=1),
-          driver="pcieport", group=1)
-    s.add([*rp, "0000:01:00.0"], config(0x10B5, 0x8747, 0x060400, ptype="usp", sec=2),
-          driver="pcieport", group=4)
-    s.add([*rp, "0000:01:00.0", "0000:02:08.0"],
-          config(0x10B5, 0x8747, 0x060400, ptype="dsp", sec=3), group=5)
-    s.add([*rp, "0000:01:00.0", "0000:02:08.0", "0000:03:00.0"],
-          config(0x10DE, 0x1EB8, 0x030200, ptype="ep", mf=True, pasid=True), driver="vfio-pci",
-          group=5)
-    s.add([*rp, "0000:01:00.0", "0000:02:08.0", "0000:03:00.1"],
-          config(0x10DE, 0x10F8, 0x040300, ptype="ep", mf=True), driver="snd_hda_intel",
-          group=5)
-    s.add(["0000:00:02.0"], config(0x8086, 0x2031, 0x060400, ptype="rp", acs=(0x5F, 0x1D),
-                                   sec=0x20), group=2)
-    s.add(["0000:00:02.0", "0000:20:00.0"],
-          config(0x8086, 0x0B25, 0x088000, ptype="ep", pasid=True), group=6)
-    s.add(["0000:00:1f.0"], config(0x8086, 0x2918, 0x060100, ptype=None, mf=True, size=256),
-          group=3)
-    s.add(["0000:00:1f.3"], config(0x8086, 0x2930, 0x0C0500, ptype=None, mf=True, size=256),
-          group=3)
+    s.add(
+        rp,
+        config(0x8086, 0x2030, 0x060400, ptype="rp", acs=(0x5F, 0x1D), sec=1),
+        driver="pcieport",
+        group=1,
+    )
+    s.add(
+        [*rp, "0000:01:00.0"],
+        config(0x10B5, 0x8747, 0x060400, ptype="usp", sec=2),
+        driver="pcieport",
+        group=4,
+    )
+    s.add(
+        [*rp, "0000:01:00.0", "0000:02:08.0"],
+        config(0x10B5, 0x8747, 0x060400, ptype="dsp", sec=3),
+        group=5,
+    )
+    s.add(
+        [*rp, "0000:01:00.0", "0000:02:08.0", "0000:03:00.0"],
+        config(0x10DE, 0x1EB8, 0x030200, ptype="ep", mf=True, pasid=True),
+        driver="vfio-pci",
+        group=5,
+    )
+    s.add(
+        [*rp, "0000:01:00.0", "0000:02:08.0", "0000:03:00.1"],
+        config(0x10DE, 0x10F8, 0x040300, ptype="ep", mf=True),
+        driver="snd_hda_intel",
+        group=5,
+    )
+    s.add(
+        ["0000:00:02.0"],
+        config(0x8086, 0x2031, 0x060400, ptype="rp", acs=(0x5F, 0x1D), sec=0x20),
+        group=2,
+    )
+    s.add(
+        ["0000:00:02.0", "0000:20:00.0"],
+        config(0x8086, 0x0B25, 0x088000, ptype="ep", pasid=True),
+        group=6,
+    )
+    s.add(
+        ["0000:00:1f.0"], config(0x8086, 0x2918, 0x060100, ptype=None, mf=True, size=256), group=3
+    )
+    s.add(
+        ["0000:00:1f.3"], config(0x8086, 0x2930, 0x0C0500, ptype=None, mf=True, size=256), group=3
+    )
     return s
 
 
 def test_parse_config_capability_chain() -> None:
-    ci = parse_config(config(0x8086, 0x2030, 0x060400, ptype="rp", acs=(0x5F, 0x1D), sec=1,
-                             pasid=True))
+    ci = parse_config(
+        config(0x8086, 0x2030, 0x060400, ptype="rp", acs=(0x5F, 0x1D), sec=1, pasid=True)
+    )
     assert ci.pcie_type is PcieType.ROOT_PORT and ci.pcie_known and ci.acs_known
     assert ci.acs is not None and (ci.acs.cap, ci.acs.ctrl) == (0x5F, 0x1D)
     assert ci.pasid and ci.pasid_priv and not ci.pasid_exec and ci.pasid_max_width == 20
@@ -116,8 +161,9 @@ def test_parse_config_capability_chain() -> None:
 
 
 def test_parse_config_spt_dword_layout() -> None:
-    ci = parse_config(config(0x8086, 0xA110, 0x060400, ptype="rp", acs=(0x5F, 0x1D), sec=1,
-                             spt=True))
+    ci = parse_config(
+        config(0x8086, 0xA110, 0x060400, ptype="rp", acs=(0x5F, 0x1D), sec=1, spt=True)
+    )
     assert ci.acs is not None and (ci.acs.cap, ci.acs.ctrl) == (0x5F, 0x1D)
 
 
@@ -146,8 +192,7 @@ def test_measured_ctl_is_not_re_enabled(tmp_path: Path) -> None:
     # the kernel's groups exist, so ctl is what the kernel wrote: a port left at 0 (e.g. by
     # pci=disable_acs_redir) must not be "fixed" by us
     s = Sysfs(tmp_path)
-    s.add(["0000:00:01.0"], config(0x1234, 1, 0x060400, ptype="rp", acs=(0x5F, 0), sec=1),
-          group=0)
+    s.add(["0000:00:01.0"], config(0x1234, 1, 0x060400, ptype="rp", acs=(0x5F, 0), sec=1), group=0)
     s.add(["0000:00:01.0", "0000:01:00.0"], config(0x1234, 2, 0x020000, ptype="ep"), group=0)
     gr = group(from_sysfs(s.root))
     assert compare_with_kernel(gr)["partition_matches"]
@@ -195,11 +240,16 @@ def test_no_pci_devices_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_vfs_from_physfn_links(tmp_path: Path) -> None:
     s = Sysfs(tmp_path)
-    s.add(["0000:00:01.0"], config(0x1234, 1, 0x060400, ptype="rp", acs=(0x5F, 0x1D), sec=1),
-          group=0)
+    s.add(
+        ["0000:00:01.0"], config(0x1234, 1, 0x060400, ptype="rp", acs=(0x5F, 0x1D), sec=1), group=0
+    )
     s.add(["0000:00:01.0", "0000:01:00.0"], config(0x1234, 2, 0x020000, ptype="ep"), group=1)
-    s.add(["0000:00:01.0", "0000:01:00.1"], config(0x1234, 3, 0x020000, ptype="ep"),
-          group=2, physfn="0000:01:00.0")
+    s.add(
+        ["0000:00:01.0", "0000:01:00.1"],
+        config(0x1234, 3, 0x020000, ptype="ep"),
+        group=2,
+        physfn="0000:01:00.0",
+    )
     t = from_sysfs(s.root)
     assert t["0000:01:00.1"].is_virtfn and not t["0000:01:00.1"].multifunction
     assert compare_with_kernel(group(t))["partition_matches"]

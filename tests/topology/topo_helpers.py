@@ -14,11 +14,19 @@ def B(s: str) -> Bdf:
     return Bdf.parse(s if s.count(":") == 2 else f"0000:{s}")
 
 
-def fn(bdf: str, t: PcieType | None, parent: str | None = None, *, vid: int = 0x1234,
-       did: int = 0x0001, **kw: Any) -> PciFunction:
+def fn(
+    bdf: str,
+    t: PcieType | None,
+    parent: str | None = None,
+    *,
+    vid: int = 0x1234,
+    did: int = 0x0001,
+    **kw: Any,
+) -> PciFunction:
     kw.setdefault("class_code", 0x0604 if t is not None and t.is_bridge else 0x0200)
-    return PciFunction(bdf=B(bdf), vendor=vid, device=did, pcie_type=t,
-                       parent=B(parent) if parent else None, **kw)
+    return PciFunction(
+        bdf=B(bdf), vendor=vid, device=did, pcie_type=t, parent=B(parent) if parent else None, **kw
+    )
 
 
 def rp(bdf: str, acs: Acs | None = FULL, **kw: Any) -> PciFunction:

@@ -715,3 +715,15 @@ def cut_iova(iopt: IoPagetable, iovas: list[int]) -> None:
         area = iopt.area_first(iova, iova)
         if area is not None:
             area_split(iopt, area, iova)
+
+
+def syz_conv_iova(iopt: IoPagetable, iova: int) -> int:
+    """``__iommufd_test_syz_conv_iova`` (CONFIG_IOMMUFD_TEST): ``iova`` read as
+    ``{u32 nth_area; u32 offset}`` becomes the nth area's IOVA plus the offset (0 if there
+    is no nth area) — how syzkaller names IOVAs it cannot know."""
+    nth, offset = iova & 0xFFFFFFFF, iova >> 32
+    for area in iopt.areas.values():
+        if nth == 0:
+            return int(area.iova) + offset
+        nth -= 1
+    return 0

@@ -20,6 +20,7 @@ from ioasid.kernel.io_pagetable import (
     IOMMU_WRITE,
     IoPagetable,
     PagesSlice,
+    syz_conv_iova,
 )
 from ioasid.kernel.main import Ucmd, check_reserved
 from ioasid.kernel.objects import IommufdObject, ObjType
@@ -246,6 +247,7 @@ def ioas_copy(ucmd: Ucmd) -> int:
     overflow → EOVERFLOW; not fully covered by contiguous areas → ENOENT; destination IOAS →
     ENOENT; then as MAP on the destination, WRITEABLE from read-only pages → EPERM."""
     cmd = ucmd.cmd
+    _syz_conv_iova_id(ucmd, cmd)
     _check_map_flags(cmd.flags, "IOMMU_IOAS_COPY")
     _check_overflow(
         "IOMMU_IOAS_COPY", length=cmd.length, src_iova=cmd.src_iova, dst_iova=cmd.dst_iova
@@ -286,6 +288,18 @@ def ioas_unmap(ucmd: Ucmd) -> int:
     cmd.length = unmapped
     ucmd.respond()
     return 0
+
+
+def _syz_conv_iova_id(ucmd: Ucmd, cmd: uapi.iommu_ioas_copy) -> None:
+    """``iommufd_test_syz_conv_iova_id`` (CONFIG_IOMMUFD_TEST, as the oracle kernel): flag
+    bit 16 (``MOCK_FLAGS_ACCESS_SYZ``) is stripped and ``src_iova`` converted from
+    ``{nth area, offset}`` when the source IOAS exists."""
+    if not cmd.flags & uapi.MOCK_FLAGS_ACCESS_SYZ:
+        return
+    cmd.flags &= ~uapi.MOCK_FLAGS_ACCESS_SYZ
+    ioas = ucmd.ictx.objects.lookup(cmd.src_ioas_id)
+    if isinstance(ioas, Ioas):
+        cmd.src_iova = syz_conv_iova(ioas.iopt, cmd.src_iova)
 
 
 def ioas_change_process(ucmd: Ucmd) -> int:

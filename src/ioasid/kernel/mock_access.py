@@ -20,6 +20,7 @@ from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace
 from ioasid.kernel.access import Access, AccessOps, access_create, access_destroy
 from ioasid.kernel.anon_inode import AnonFile, anon_inodes
 from ioasid.kernel.errors import fail
+from ioasid.kernel.io_pagetable import syz_conv_iova
 from ioasid.kernel.main import IommufdCtx, Ucmd
 from ioasid.kernel.pages import ULONG_MAX
 
@@ -108,15 +109,10 @@ def create_access(ucmd: Ucmd) -> int:
 
 
 def _syz_conv_iova(access: Access, iova: int) -> int:
-    """``iommufd_test_syz_conv_iova``: ``iova`` read as (u32 nth_area, u32 offset)."""
+    """``iommufd_test_syz_conv_iova``."""
     if access.ioas is None:
         return 0
-    nth, offset = iova & 0xFFFFFFFF, iova >> 32
-    for area in access.ioas.iopt.areas.values():
-        if nth == 0:
-            return int(area.iova) + offset
-        nth -= 1
-    return 0
+    return syz_conv_iova(access.ioas.iopt, iova)
 
 
 def _check_pages(ucmd: Ucmd, uptr: int, pfns: list[int]) -> None:

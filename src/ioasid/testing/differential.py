@@ -528,6 +528,11 @@ class Generator:
             fields["dst_iova"] = dst_iova
             flags |= FIXED
             notes.append(inote)
+        if self.rng.random() < 0.05:
+            # CONFIG_IOMMUFD_TEST kernels read src_iova as {u32 nth_area; u32 offset}
+            flags |= uapi.MOCK_FLAGS_ACCESS_SYZ
+            fields["src_iova"] = self.rng.choice([0, PAGE]) << 32 | self.rng.randrange(0, 4)
+            notes.append("MOCK_FLAGS_ACCESS_SYZ: source named by area index")
         fields["flags"] = flags
         note = ", ".join(n for n in notes if n)
         return Call("IOMMU_IOAS_COPY", uapi.IOMMU_IOAS_COPY, fields, note=note)
