@@ -86,14 +86,27 @@ class IoptPages:
         self.source_mm = task.mm
         self.source_user = task.user
         self.pin_mm = task.mm
-        self.pins = RangeCount()
-        self._pfns: SortedDict = SortedDict()
-        """Page index → (last index, first pfn): the frames behind pinned pages."""
+        self._pins: RangeCount | None = None
+        self._pfn_runs: SortedDict | None = None
         self.npinned = 0
         self.last_npinned = 0
         self.kref = 1
         self.accesses: dict[tuple[int, int], int] = {}
         """``access_itree``: ``(start_index, last_index)`` of each in-kernel access → users."""
+
+    @property
+    def pins(self) -> RangeCount:
+        """Holders per page index (made on first use: most mappings are never pinned)."""
+        if self._pins is None:
+            self._pins = RangeCount()
+        return self._pins
+
+    @property
+    def _pfns(self) -> SortedDict:
+        """Page index → (last index, first pfn): the frames behind pinned pages."""
+        if self._pfn_runs is None:
+            self._pfn_runs = SortedDict()
+        return self._pfn_runs
 
     @classmethod
     def user(cls, task: Task, uptr: int, length: int, writable: bool) -> IoptPages:
