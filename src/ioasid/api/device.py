@@ -7,8 +7,8 @@ import errno
 from dataclasses import dataclass
 
 from ioasid import uapi
-from ioasid.api.errors import IommufdError, from_oserror
-from ioasid.api.iommufd import Ioas, Iommufd, _values
+from ioasid.api.errors import IommufdError
+from ioasid.api.iommufd import Ioas, Iommufd, S, call
 from ioasid.backends.base import Handle
 from ioasid.uapi import sim as simapi
 
@@ -76,13 +76,8 @@ class Device:
             raise
         self.id = int(out.out_devid)
 
-    def _ioctl(self, request: int, cmd: uapi.Struct, op: str) -> uapi.Struct:
-        buf = cmd.to_bytearray()
-        try:
-            self.handle.ioctl(request, buf)
-        except OSError as exc:
-            raise from_oserror(exc, op, _values(cmd)) from None
-        return type(cmd).from_bytes(buf)
+    def _ioctl(self, request: int, cmd: S, op: str) -> S:
+        return call(self.handle, request, cmd, op)
 
     def attach(self, pt: Ioas | HwPagetable | int) -> HwPagetable:
         """``VFIO_DEVICE_ATTACH_IOMMUFD_PT``: to an IOAS (the kernel finds or makes a domain)

@@ -47,6 +47,17 @@ class IovaRanges:
     alignment: int
 
 
+def call(handle: Handle, request: int, cmd: S, op: str) -> S:
+    """``ioctl(handle, request, &cmd)``: the struct as the kernel left it, or
+    :class:`IommufdError` naming ``op``, the rule and the values passed."""
+    buf = cmd.to_bytearray()
+    try:
+        handle.ioctl(request, buf)
+    except OSError as exc:
+        raise from_oserror(exc, op, _values(cmd)) from None
+    return type(cmd).from_bytes(buf)
+
+
 def _values(s: uapi.Struct) -> str:
     parts = []
     for name, value in s._field_items():
@@ -75,12 +86,7 @@ class Iommufd:
         """Issue ``request`` with ``cmd``; return the struct as the kernel left it."""
         if not cmd.size and "size" in dict(cmd._field_items()):
             cmd.size = ctypes.sizeof(cmd)
-        buf = cmd.to_bytearray()
-        try:
-            self.handle.ioctl(request, buf)
-        except OSError as exc:
-            raise from_oserror(exc, op, _values(cmd)) from None
-        return type(cmd).from_bytes(buf)
+        return call(self.handle, request, cmd, op)
 
     def fileno(self) -> int:
         return self.handle.fileno()

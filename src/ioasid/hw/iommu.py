@@ -22,6 +22,8 @@ import enum
 import errno
 from dataclasses import dataclass
 
+from ioasid.uapi.iommufd_test import MOCK_IOMMUPT_DEFAULT
+
 from .iotlb import DEFAULT_IOTLB_ENTRIES, Iotlb
 from .pagetable.base import (
     Access,
@@ -31,11 +33,7 @@ from .pagetable.base import (
     Translation,
     WalkFault,
 )
-from .pagetable.mock import (
-    MOCK_IOMMUPT_DEFAULT,
-    MockPageTable,
-    _mock_default_pgsize_bitmap,
-)
+from .pagetable.mock import MockPageTable, _mock_default_pgsize_bitmap
 from .pagetable.radix import RadixPageTable
 from .pagetable.vtd import SZ_1G, SZ_2M, SZ_4K, VtdSecondStage
 

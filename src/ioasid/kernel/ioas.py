@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from collections.abc import Callable
 
 from sortedcontainers import SortedDict
 
@@ -25,6 +26,7 @@ from ioasid.kernel.io_pagetable import (
 from ioasid.kernel.main import Ucmd, check_reserved
 from ioasid.kernel.objects import IommufdObject, ObjType
 from ioasid.kernel.pages import ULONG_MAX, AccountMode, AddressType, IoptPages, charge
+from ioasid.kernel.process import Task
 
 U64_MAX = (1 << 64) - 1
 MAP_FLAGS = (
@@ -172,6 +174,22 @@ def _map_common(
         pages.put()
 
 
+def _map_and_respond(
+    ucmd: Ucmd, ioas: Ioas, alloc: Callable[[Task, bool], tuple[IoptPages, int]]
+) -> int:
+    """The shared tail of MAP and MAP_FILE: make the pages (``alloc(task, writable)`` →
+    pages and the start byte in them), place and fill the area, answer the IOVA."""
+    cmd = ucmd.cmd
+    fixed = cmd.flags & uapi.IOMMU_IOAS_MAP_FIXED_IOVA
+    prot = conv_iommu_prot(cmd.flags)
+    pages, start_byte = alloc(ucmd.ictx.kernel.processes.current, bool(prot & IOMMU_WRITE))
+    cmd.iova = _map_common(
+        ucmd, ioas, pages, cmd.iova if fixed else None, cmd.length, start_byte, prot
+    )
+    ucmd.respond()
+    return 0
+
+
 def ioas_map(ucmd: Ucmd) -> int:
     """``IOMMU_IOAS_MAP``: flags/__reserved → EOPNOTSUPP; iova or length ≥ ULONG_MAX →
     EOVERFLOW; no READABLE/WRITEABLE → EINVAL; IOAS → ENOENT; user_va + length overflow →
@@ -189,21 +207,12 @@ def ioas_map(ucmd: Ucmd) -> int:
     _check_overflow("IOMMU_IOAS_MAP", iova=cmd.iova, length=cmd.length)
     _check_rw(cmd.flags, "IOMMU_IOAS_MAP")
     ioas = get_ioas(ucmd, cmd.ioas_id)
-    fixed = cmd.flags & uapi.IOMMU_IOAS_MAP_FIXED_IOVA
-    prot = conv_iommu_prot(cmd.flags)
-    task = ucmd.ictx.kernel.processes.current
-    pages = IoptPages.user(task, cmd.user_va, cmd.length, bool(prot & IOMMU_WRITE))
-    cmd.iova = _map_common(
-        ucmd,
-        ioas,
-        pages,
-        cmd.iova if fixed else None,
-        cmd.length,
-        cmd.user_va - pages.uptr,
-        prot,
-    )
-    ucmd.respond()
-    return 0
+
+    def alloc(task: Task, writable: bool) -> tuple[IoptPages, int]:
+        pages = IoptPages.user(task, cmd.user_va, cmd.length, writable)
+        return pages, cmd.user_va - pages.uptr
+
+    return _map_and_respond(ucmd, ioas, alloc)
 
 
 def ioas_map_file(ucmd: Ucmd) -> int:
@@ -216,8 +225,6 @@ def ioas_map_file(ucmd: Ucmd) -> int:
     _check_overflow("IOMMU_IOAS_MAP_FILE", iova=cmd.iova, length=cmd.length)
     _check_rw(cmd.flags, "IOMMU_IOAS_MAP_FILE")
     ioas = get_ioas(ucmd, cmd.ioas_id)
-    fixed = cmd.flags & uapi.IOMMU_IOAS_MAP_FIXED_IOVA
-    prot = conv_iommu_prot(cmd.flags)
     if not cmd.length:
         fail(errno.EINVAL, "IOMMU_IOAS_MAP_FILE: length is 0")
     if cmd.start + cmd.length - 1 > ULONG_MAX:
@@ -226,19 +233,12 @@ def ioas_map_file(ucmd: Ucmd) -> int:
         os.fstat(cmd.fd)
     except OSError:
         fail(errno.EBADF, f"IOMMU_IOAS_MAP_FILE: fd {cmd.fd} is not an open file")
-    task = ucmd.ictx.kernel.processes.current
-    pages = IoptPages.file(task, cmd.fd, cmd.start, cmd.length, bool(prot & IOMMU_WRITE))
-    cmd.iova = _map_common(
-        ucmd,
-        ioas,
-        pages,
-        cmd.iova if fixed else None,
-        cmd.length,
-        cmd.start - pages.start,
-        prot,
-    )
-    ucmd.respond()
-    return 0
+
+    def alloc(task: Task, writable: bool) -> tuple[IoptPages, int]:
+        pages = IoptPages.file(task, cmd.fd, cmd.start, cmd.length, writable)
+        return pages, cmd.start - pages.start
+
+    return _map_and_respond(ucmd, ioas, alloc)
 
 
 def ioas_copy(ucmd: Ucmd) -> int:

@@ -129,40 +129,57 @@ class VfioDeviceFile:
         self.vdev.bound = self
         return 0
 
+    def _read_pt(
+        self, arg: int, st: type[uapi.Struct], minsz_field: str, pasid_flag: int, name: str
+    ) -> tuple[uapi.Struct, int | None]:
+        """The argsz/flags checks ATTACH and DETACH share; the PASID field is read only when
+        the flag asks for it (and then must fit in ``argsz``)."""
+        minsz = st.offsetofend(minsz_field)
+        cmd = self._read(arg, st, minsz)
+        if cmd.argsz < minsz:
+            fail(errno.EINVAL, f"{name}: argsz {cmd.argsz} < {minsz}")
+        if cmd.flags & ~pasid_flag:
+            fail(errno.EINVAL, f"{name}: unknown flags {cmd.flags & ~pasid_flag:#x}")
+        if not cmd.flags & pasid_flag:
+            return cmd, None
+        xend = st.offsetofend("pasid")
+        if cmd.argsz < xend:
+            fail(errno.EINVAL, f"{name}: argsz {cmd.argsz} < {xend} with the PASID flag")
+        cmd = self._read(arg, st, xend)
+        return cmd, int(cmd.pasid)
+
     def attach_pt(self, arg: int) -> int:
-        """``vfio_df_ioctl_attach_pt``: argsz/flags → EINVAL; PASID attach needs a PASID-
-        capable device; attach (or replace, when attached) to ``pt_id``; ``pt_id`` out."""
+        """``vfio_df_ioctl_attach_pt``: argsz/flags → EINVAL; with ``VFIO_DEVICE_ATTACH_PASID``
+        the device's PASID is attached instead of its RID; attach (or replace, when
+        attached) to ``pt_id``; ``pt_id`` out."""
         st = uapi.vfio_device_attach_iommufd_pt
-        minsz = st.offsetofend("pt_id")
-        at = self._read(arg, st, minsz)
-        if at.argsz < minsz:
-            fail(errno.EINVAL, f"VFIO_DEVICE_ATTACH_IOMMUFD_PT: argsz {at.argsz} < {minsz}")
-        if at.flags & ~uapi.VFIO_DEVICE_ATTACH_PASID:
-            fail(errno.EINVAL, f"VFIO_DEVICE_ATTACH_IOMMUFD_PT: unknown flags {at.flags:#x}")
-        if at.flags & uapi.VFIO_DEVICE_ATTACH_PASID:
-            fail(errno.EOPNOTSUPP, "VFIO_DEVICE_ATTACH_IOMMUFD_PT: PASID attach not simulated yet")
+        at, pasid = self._read_pt(
+            arg, st, "pt_id", uapi.VFIO_DEVICE_ATTACH_PASID, "VFIO_DEVICE_ATTACH_IOMMUFD_PT"
+        )
         assert self.idev is not None
-        if self.idev.hwpt is None:
-            pt_id = self.idev.attach(at.pt_id)
+        if pasid is None:
+            pt_id = self.idev.replace(at.pt_id) if self.idev.hwpt else self.idev.attach(at.pt_id)
         else:
-            pt_id = self.idev.replace(at.pt_id)
+            pt_id = self.idev.attach(at.pt_id, pasid)
         off = st.offsetof("pt_id")
         self.kernel.copy_to_user(arg + off, pt_id.to_bytes(4, "little"))
         return 0
 
     def detach_pt(self, arg: int) -> int:
-        """``vfio_df_ioctl_detach_pt``: argsz/flags → EINVAL; detach (blocked DMA)."""
-        st = uapi.vfio_device_detach_iommufd_pt
-        minsz = st.offsetofend("flags")
-        dt = self._read(arg, st, minsz)
-        if dt.argsz < minsz:
-            fail(errno.EINVAL, f"VFIO_DEVICE_DETACH_IOMMUFD_PT: argsz {dt.argsz} < {minsz}")
-        if dt.flags & ~uapi.VFIO_DEVICE_DETACH_PASID:
-            fail(errno.EINVAL, f"VFIO_DEVICE_DETACH_IOMMUFD_PT: unknown flags {dt.flags:#x}")
-        if dt.flags & uapi.VFIO_DEVICE_DETACH_PASID:
-            fail(errno.EOPNOTSUPP, "VFIO_DEVICE_DETACH_IOMMUFD_PT: PASID detach not simulated yet")
+        """``vfio_df_ioctl_detach_pt``: argsz/flags → EINVAL; detach the RID (or the PASID):
+        its DMA is blocked."""
+        _, pasid = self._read_pt(
+            arg,
+            uapi.vfio_device_detach_iommufd_pt,
+            "flags",
+            uapi.VFIO_DEVICE_DETACH_PASID,
+            "VFIO_DEVICE_DETACH_IOMMUFD_PT",
+        )
         assert self.idev is not None
-        self.idev.detach()
+        if pasid is None:
+            self.idev.detach()
+        else:
+            self.idev.detach(pasid)
         return 0
 
     def sim_dma(self, arg: int) -> int:

@@ -124,22 +124,22 @@ def _reap(backend: ModuleType) -> None:
     reap(backend.kernel())
 
 
-def vm_pinned_kb(backend: ModuleType, pid: int) -> int:
-    """``VmPin:`` of ``pid`` in kB (``mm->pinned_vm``)."""
+def _vm_kb(backend: ModuleType, pid: int, var: str, counter: str) -> int:
     if backend.NAME == "sim":
         _reap(backend)
-        task = backend.kernel().processes.tasks[pid]
-        return int(task.mm.pinned_vm) * PAGE_SIZE // 1024
-    return _proc_status(pid, "VmPin:")
+        mm = backend.kernel().processes.tasks[pid].mm
+        return int(getattr(mm, counter)) * PAGE_SIZE // 1024
+    return _proc_status(pid, var)
+
+
+def vm_pinned_kb(backend: ModuleType, pid: int) -> int:
+    """``VmPin:`` of ``pid`` in kB (``mm->pinned_vm``)."""
+    return _vm_kb(backend, pid, "VmPin:", "pinned_vm")
 
 
 def vm_locked_kb(backend: ModuleType, pid: int) -> int:
     """``VmLck:`` of ``pid`` in kB (``mm->locked_vm``)."""
-    if backend.NAME == "sim":
-        _reap(backend)
-        task = backend.kernel().processes.tasks[pid]
-        return int(task.mm.locked_vm) * PAGE_SIZE // 1024
-    return _proc_status(pid, "VmLck:")
+    return _vm_kb(backend, pid, "VmLck:", "locked_vm")
 
 
 def capable(backend: ModuleType, cap: int) -> bool:

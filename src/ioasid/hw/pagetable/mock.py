@@ -42,15 +42,16 @@ import os
 from collections.abc import Callable
 from typing import ClassVar
 
+from ioasid.uapi.iommufd_test import (
+    MOCK_APERTURE_LAST,
+    MOCK_APERTURE_START,
+    MOCK_HUGE_PAGE_SIZE,
+    MOCK_IOMMUPT_DEFAULT,
+    MOCK_IOMMUPT_HUGE,
+)
+
 from .base import PageTableError, Prot, einval
 from .radix import EMPTY, LEAF, TABLE, RadixPageTable, default_table_allocator
-
-MOCK_IOMMUPT_DEFAULT = 0
-MOCK_IOMMUPT_HUGE = 1
-MOCK_APERTURE_START = 1 << 24
-MOCK_APERTURE_LAST = (1 << 31) - 1
-MOCK_PAGE_SIZE = 2048
-MOCK_HUGE_PAGE_SIZE = 512 * MOCK_PAGE_SIZE
 
 AMDV1PT_FMT_PR = 1 << 0
 AMDV1PT_FMT_A = 1 << 5
