@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ioasid import Buffer, Device, Iommufd, IommufdError
+from ioasid import Buffer, Device, Iommufd, IommufdError, uapi
 from ioasid.backends import sim
 
 EDU = "/dev/vfio/devices/vfio0"
@@ -97,3 +97,30 @@ def test_dma_on_demand_is_sim_only(backend: object) -> None:
             with pytest.raises(IommufdError) as e:
                 dev.dma_read(0x1000, 4)
             assert e.value.errno == errno.ENOTTY and "sim backend" in str(e.value)
+
+
+def test_pasid_attach_gives_a_pasid_its_own_address_space() -> None:
+    sim.reset()
+    with Iommufd() as fd, Device(fd, ACCEL) as dev, Buffer(4096) as a, Buffer(4096) as b:
+        rid_ioas, pasid_ioas = fd.ioas_alloc(), fd.ioas_alloc()
+        # once PASIDs are in use, the RID's HWPT must be PASID-compatible too (else EINVAL)
+        dev.attach(dev.hwpt_alloc(rid_ioas, uapi.IOMMU_HWPT_ALLOC_PASID))
+        hwpt = dev.hwpt_alloc(pasid_ioas, uapi.IOMMU_HWPT_ALLOC_PASID)
+        dev.attach(hwpt, pasid=7)
+        rid_ioas.map(a, iova=0x10000)
+        pasid_ioas.map(b, iova=0x10000)
+        dev.dma_write(0x10000, b"RID")
+        dev.dma_write(0x10000, b"PASID 7", pasid=7)
+        assert a[0:3] == b"RID" and b[0:7] == b"PASID 7"
+        dev.detach(pasid=7)
+        with pytest.raises(IommufdError):
+            dev.dma_write(0x10000, b"again", pasid=7)
+
+
+def test_pasid_attach_without_pasid_support_fails() -> None:
+    sim.reset()
+    with Iommufd() as fd, Device(fd, EDU) as dev:
+        hwpt = dev.hwpt_alloc(fd.ioas_alloc())
+        with pytest.raises(IommufdError) as e:
+            dev.attach(hwpt, pasid=1)
+        assert e.value.errno in (errno.EINVAL, errno.EOPNOTSUPP)

@@ -79,20 +79,26 @@ class Device:
     def _ioctl(self, request: int, cmd: S, op: str) -> S:
         return call(self.handle, request, cmd, op)
 
-    def attach(self, pt: Ioas | HwPagetable | int) -> HwPagetable:
+    def attach(self, pt: Ioas | HwPagetable | int, *, pasid: int | None = None) -> HwPagetable:
         """``VFIO_DEVICE_ATTACH_IOMMUFD_PT``: to an IOAS (the kernel finds or makes a domain)
-        or to a HWPT; an attached device is moved. Returns the HWPT now in use."""
+        or to a HWPT; an attached device is moved. With ``pasid``, that PASID of the device
+        is attached instead of its RID. Returns the HWPT now in use."""
         pt_id = pt if isinstance(pt, int) else pt.id
         cmd = uapi.vfio_device_attach_iommufd_pt(
-            argsz=ctypes.sizeof(uapi.vfio_device_attach_iommufd_pt), pt_id=pt_id
+            argsz=ctypes.sizeof(uapi.vfio_device_attach_iommufd_pt),
+            pt_id=pt_id,
+            flags=0 if pasid is None else uapi.VFIO_DEVICE_ATTACH_PASID,
+            pasid=pasid or 0,
         )
         out = self._ioctl(uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, cmd, "VFIO_DEVICE_ATTACH_IOMMUFD_PT")
         return HwPagetable(self.fd, int(out.pt_id), pt if isinstance(pt, Ioas) else None)
 
-    def detach(self) -> None:
-        """``VFIO_DEVICE_DETACH_IOMMUFD_PT``: DMA is blocked from now on."""
+    def detach(self, *, pasid: int | None = None) -> None:
+        """``VFIO_DEVICE_DETACH_IOMMUFD_PT``: DMA (of the RID, or of ``pasid``) is blocked."""
         cmd = uapi.vfio_device_detach_iommufd_pt(
-            argsz=ctypes.sizeof(uapi.vfio_device_detach_iommufd_pt)
+            argsz=ctypes.sizeof(uapi.vfio_device_detach_iommufd_pt),
+            flags=0 if pasid is None else uapi.VFIO_DEVICE_DETACH_PASID,
+            pasid=pasid or 0,
         )
         self._ioctl(uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT, cmd, "VFIO_DEVICE_DETACH_IOMMUFD_PT")
 

@@ -52,7 +52,8 @@ class Kernel:
 
     def dma_engine(self, driver: IommuDriver) -> DmaEngine:
         """The DMA engine of the device ``driver`` serves: through its unit, into memory."""
-        return DmaEngine(driver.unit, driver.rid, self.phys)
+        width = driver.max_pasids.bit_length() - 1 if driver.max_pasids else 0
+        return DmaEngine(driver.unit, driver.rid, self.phys, pasid_width=width)
 
     def add_vfio_pci(self, function: PciFunction, driver: IommuDriver) -> VfioPciDevice:
         """Bind ``function`` to vfio-pci: it appears as ``/dev/vfio/devices/vfioN``."""
