@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 from typing import TYPE_CHECKING
 
 from ioasid import uapi
@@ -36,6 +37,14 @@ _FAULT_CODES = {
 }
 NUM_REGIONS = 9
 NUM_IRQS = 5
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 class VfioPciDevice:
@@ -110,7 +119,7 @@ class VfioDeviceFile:
         if self.idev is not None or self.vdev.bound is not None:
             fail(errno.EINVAL, "VFIO_DEVICE_BIND_IOMMUFD: the device is already bound")
         file = self.kernel.fget(bind.iommufd)
-        if file is None:
+        if file is None and not _is_open(bind.iommufd):
             fail(errno.EBADF, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not open")
         if not isinstance(file, IommufdFile):
             fail(errno.EBADFD, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not an iommufd")
