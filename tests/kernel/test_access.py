@@ -125,6 +125,19 @@ class Env:
         cmd.access_replace_ioas.ioas_id = ioas_id
         _ioctl(self.fd, uapi.IOMMU_TEST_CMD, cmd)
 
+    def mock_domain(self) -> int:
+        """A mock device attached to the IOAS; the id of its (auto) HWPT."""
+        cmd = _test_cmd(uapi.IOMMU_TEST_OP_MOCK_DOMAIN, self.ioas_id)
+        _ioctl(self.fd, uapi.IOMMU_TEST_CMD, cmd)
+        return int(cmd.mock_domain.out_hwpt_id)
+
+    def check_map(self, hwpt_id: int, iova: int, length: int, uptr: int) -> None:
+        cmd = _test_cmd(uapi.IOMMU_TEST_OP_MD_CHECK_MAP, hwpt_id)
+        cmd.check_map.iova = iova
+        cmd.check_map.length = length
+        cmd.check_map.uptr = uptr
+        _ioctl(self.fd, uapi.IOMMU_TEST_CMD, cmd)
+
     def check_refs(self, uptr: int, length: int, refs: int) -> None:
         cmd = _test_cmd(uapi.IOMMU_TEST_OP_MD_CHECK_REFS)
         cmd.check_refs.uptr = uptr
@@ -255,6 +268,31 @@ def test_close_iommufd_before_access(env: Env) -> None:
     env.check_refs(env.buf, NPAGES * PAGE, 1)
     env.destroy_access(pin)
     env.check_refs(env.buf, NPAGES * PAGE, 0)
+
+
+@pytest.mark.oracle
+def test_check_refs_and_check_map_go_page_by_page(env: Env) -> None:
+    """MD_CHECK_REFS and MD_CHECK_MAP pin one page at a time: a page that fails its check
+    before an unmapped page answers EIO / EINVAL, not EFAULT (found by the devices-mode
+    differential against the 7.3 kernel)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t] + [ctypes.c_int] * 3 + [ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    prot = mmap.PROT_READ | mmap.PROT_WRITE
+    base = libc.mmap(None, 2 * PAGE, prot, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    assert base not in (None, ctypes.c_void_p(-1).value)
+    try:
+        ctypes.memset(base, 1, PAGE)
+        assert libc.munmap(base + PAGE, PAGE) == 0
+        assert _errno(env.check_refs, base, 2 * PAGE, 1) == errno.EIO
+        assert _errno(env.check_refs, base, 2 * PAGE, 0) == errno.EFAULT
+        env.map(IOVA, env.buf, NPAGES * PAGE)
+        hwpt = env.mock_domain()
+        assert _errno(env.check_map, hwpt, IOVA, 2 * PAGE, base) == errno.EINVAL
+        env.check_map(hwpt, IOVA, NPAGES * PAGE, env.buf)
+    finally:
+        libc.munmap(base, PAGE)
 
 
 # --- inside the simulated kernel ------------------------------------------------------------

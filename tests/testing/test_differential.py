@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
@@ -249,3 +250,189 @@ def test_sim_matches_backend(seed: int, backend_name: str) -> None:
         seed, [backend_opener("sim"), backend_opener(backend_name)], names=("sim", backend_name)
     )
     assert result.agree, result.summary()
+
+
+# --- devices mode ---------------------------------------------------------------------------
+
+
+class FlipTestOp(Wrapper):
+    """A handle that answers the ``nth`` successful IOMMU_TEST_CMD of ``op`` with
+    ``new_errno`` (after the real call, as a wrong result would look)."""
+
+    def __init__(self, inner: Handle, op: int, new: int, nth: int) -> None:
+        self.inner, self.op, self.new, self.nth = inner, op, new, nth
+        self.path = inner.path
+        self.seen = 0
+
+    def ioctl(self, request: int, arg: IoctlArg = 0) -> int:
+        ret = self.inner.ioctl(request, arg)
+        if (
+            request == uapi.IOMMU_TEST_CMD
+            and isinstance(arg, bytearray)
+            and int.from_bytes(arg[4:8], "little") == self.op
+        ):
+            self.seen += 1
+            if self.seen == self.nth:
+                raise OSError(self.new, os.strerror(self.new))
+        return ret
+
+
+class CorruptRead(Wrapper):
+    """A handle whose ``nth`` successful ACCESS_RW read returns one flipped byte."""
+
+    def __init__(self, inner: Handle, nth: int) -> None:
+        self.inner, self.nth, self.path, self.seen = inner, nth, inner.path, 0
+
+    def ioctl(self, request: int, arg: IoctlArg = 0) -> int:
+        ret = self.inner.ioctl(request, arg)
+        if request == uapi.IOMMU_TEST_CMD and isinstance(arg, bytearray):
+            cmd = uapi.iommu_test_cmd.from_bytes(bytes(arg[: len(arg)]))
+            rw = cmd.access_rw
+            if cmd.op == uapi.IOMMU_TEST_OP_ACCESS_RW and not rw.flags & 1:
+                self.seen += 1
+                if self.seen == self.nth:
+                    p = ctypes.c_uint8.from_address(rw.uptr)
+                    p.value ^= 0xFF
+        return ret
+
+
+def _sim_devices(seed: int, **kw: object) -> DiffResult:
+    return _sim_pair(seed, devices=True, **kw)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_devices_mode_sim_vs_sim_agrees(seed: int) -> None:
+    result = _sim_devices(seed)
+    assert result.agree, result.summary()
+    assert result.devices
+    calls = [s for s in result.steps if s.phase == "call"]
+    assert len(calls) == 300
+    ops = {s.call.op for s in calls}
+    assert "IOMMU_IOAS_MAP" in ops and "IOMMU_TEST_OP_MOCK_DOMAIN" in ops
+    final = [s for s in result.steps if s.phase == "final"]
+    assert final[-1].call.op == "IOMMU_TEST_OP_MD_CHECK_REFS" and "ret" in final[-1].results[0]
+
+
+def test_devices_mode_covers_the_device_ops() -> None:
+    seen: set[tuple[str, str]] = set()
+    data_ops: set[str] = set()
+    symbols: set[str] = set()
+    for seed in range(8):
+        result = _sim_devices(seed, probe=False)
+        assert result.agree, result.summary()
+        for s in result.steps:
+            r = s.results[0]
+            seen.add((s.call.op, r.get("errno", "ok")))
+            if "data" in r and "ret" in r:
+                data_ops.add(s.call.op)
+            fd = r.get("out", {}).get("create_access.out_access_fd")
+            if isinstance(fd, str):
+                symbols.add(fd)
+    for op in (
+        "IOMMU_TEST_OP_MOCK_DOMAIN",
+        "IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS",
+        "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE",
+        "IOMMU_HWPT_ALLOC",
+        "IOMMU_GET_HW_INFO",
+        "IOMMU_TEST_OP_MD_CHECK_MAP",
+        "IOMMU_TEST_OP_MD_CHECK_REFS",
+        "IOMMU_TEST_OP_ADD_RESERVED",
+        "IOMMU_HWPT_SET_DIRTY_TRACKING",
+        "IOMMU_HWPT_GET_DIRTY_BITMAP",
+        "IOMMU_TEST_OP_DIRTY",
+        "IOMMU_TEST_OP_CREATE_ACCESS",
+        "IOMMU_TEST_OP_ACCESS_PAGES",
+        "IOMMU_TEST_OP_ACCESS_RW",
+        "IOMMU_TEST_OP_DESTROY_ACCESS_PAGES",
+        "CLOSE",
+    ):
+        assert (op, "ok") in seen, op
+    assert ("IOMMU_IOAS_MAP", "EFAULT") in seen  # pinning into the hole / a bad user_va
+    assert ("IOMMU_IOAS_MAP_FILE", "EINVAL") in seen
+    assert ("IOMMU_TEST_OP_MD_CHECK_REFS", "EFAULT") in seen
+    assert ("IOMMU_TEST_OP_ACCESS_RW", "EBADFD") in seen
+    assert {"IOMMU_TEST_OP_ACCESS_RW", "IOMMU_GET_HW_INFO"} <= data_ops
+    assert symbols and all(s.startswith("access") for s in symbols)
+
+
+def test_plain_mode_sequence_unchanged_by_devices_mode() -> None:
+    """The devices mode adds ops; the plain mode's calls for a seed do not move."""
+    plain = _sim_pair(9, calls=80, probe=False)
+    ops = {s.call.op for s in plain.steps}
+    assert not any(op.startswith("IOMMU_TEST_OP_") or op == "CLOSE" for op in ops)
+    assert not plain.devices
+    devices = _sim_devices(9, calls=80, probe=False)
+    assert [s.call for s in devices.steps] != [s.call for s in plain.steps]
+
+
+def test_devices_mode_injected_errno_in_a_device_op_is_caught() -> None:
+    op = uapi.IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE
+    reference = _sim_devices(2)
+    ok = [
+        s.index
+        for s in reference.steps
+        if s.call.op == "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE" and "ret" in s.results[0]
+    ]
+    assert len(ok) >= 2
+    sim.reset()
+    opener = backend_opener("sim")
+    result = run_differential(
+        2,
+        [opener, lambda: cast(Handle, FlipTestOp(opener(), op, errno.EBUSY, 2))],
+        names=("sim", "flipped"),
+        devices=True,
+    )
+    div = result.divergence
+    assert div is not None and div.index == ok[1] and div.probe is None
+    assert div.call.op == "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE"
+    assert "ret" in div.a and div.b["errno"] == "EBUSY"
+
+
+def test_devices_mode_wrong_data_read_is_caught() -> None:
+    for seed in range(10):
+        reference = _sim_devices(seed, probe=False)
+        reads = [
+            s.index
+            for s in reference.steps
+            if s.call.op == "IOMMU_TEST_OP_ACCESS_RW"
+            and "ret" in s.results[0]
+            and not s.call.fields["access_rw.flags"] & 1
+        ]
+        if reads:
+            break
+    assert reads
+    sim.reset()
+    opener = backend_opener("sim")
+    result = run_differential(
+        seed,
+        [opener, lambda: cast(Handle, CorruptRead(opener(), 1))],
+        devices=True,
+        probe=False,
+    )
+    div = result.divergence
+    assert div is not None and div.index == reads[0]
+    assert div.a["out"] == div.b["out"] and div.a["data"] != div.b["data"]
+
+
+def test_devices_mode_json_round_trip_and_replay() -> None:
+    """Recorded on one sim (two sims in one process share the pages' pin counts, so a
+    pair's MD_CHECK_REFS answers are not a single kernel's)."""
+    sim.reset()
+    recorded = run_differential(4, [backend_opener("sim")], names=("sim",), calls=150, devices=True)
+    loaded = DiffResult.from_json(json.loads(json.dumps(recorded.to_json())))
+    assert loaded.devices and loaded.to_json() == recorded.to_json()
+    sim.reset()
+    again = replay(loaded, backend_opener("sim"))
+    assert again.agree, again.summary()
+    assert len(again.steps) == len(recorded.steps)
+
+
+def test_oracle_cli_devices_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "d.json"
+    argv = ["differential", "--a", "sim", "--b", "sim", "--devices", "--seeds", "2"]
+    status = oracle.main([*argv, "--calls", "60", "--json", str(out)])
+    assert status == 0
+    assert "2/2 seeds agree" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["devices"] is True
+    assert any(k.startswith("IOMMU_TEST_OP_") for run in data["runs"] for k in run["errnos"])

@@ -500,19 +500,43 @@ def hwpt_get_dirty_bitmap(ucmd: Ucmd) -> int:
 def _bitmap_set(
     ucmd: Ucmd, data: int, iova: int, length: int, page_size: int, ranges: list[tuple[int, int]]
 ) -> None:
-    """``iova_bitmap_set`` for each dirty range: OR the bits into the user bitmap (bit *i*
-    of the little-endian u64 array covers ``iova + i * page_size``)."""
-    from ioasid.hw.pagetable.base import dirty_ranges_to_bitmap
+    """``iova_bitmap_set`` for each dirty range the driver reported (a whole leaf, which may
+    start before ``iova`` or end past the requested length), as 7.3 does it:
 
-    packed = dirty_ranges_to_bitmap(ranges, iova, length, page_size)
-    nz = packed.nonzero()[0]
-    if not len(nz):
+    * a range starting below ``iova`` is dropped (``iova_bitmap_advance_to`` fails);
+    * a range starting at or past the bitmap's last u64 word is dropped too;
+    * otherwise its bits are set up to its end, clamped only by the end of the last page of
+      user memory holding the bitmap — bits past ``length`` in that page get set.
+
+    Bit *i* of the little-endian u64 array covers ``iova + i * page_size``.
+    """
+    pgshift = page_size.bit_length() - 1
+    total_words = ((length - 1) >> pgshift) // 64 + 1
+    end = data + total_words * 8
+    max_bit = ((end + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE - data) * 8 - 1
+    bits: list[tuple[int, int]] = []
+    for start, size in ranges:
+        if start < iova:
+            continue
+        first = (start - iova) >> pgshift
+        if first // 64 >= total_words:
+            continue
+        last = min((start + size - 1 - iova) >> pgshift, max_bit)
+        bits.append((first, last))
+    if not bits:
         return
-    lo, hi = int(nz[0]), int(nz[-1]) + 1
+    lo_byte = min(f for f, _ in bits) // 8
+    hi_byte = max(last for _, last in bits) // 8 + 1
     kernel = ucmd.ictx.kernel
     try:
-        old = np.frombuffer(kernel.copy_from_user(data + lo, hi - lo), dtype=np.uint8)
-        kernel.copy_to_user(data + lo, (old | packed[lo:hi]).tobytes())
+        buf = np.frombuffer(
+            kernel.copy_from_user(data + lo_byte, hi_byte - lo_byte), dtype=np.uint8
+        ).copy()
+        mask = np.zeros((hi_byte - lo_byte) * 8, dtype=np.uint8)
+        for first, last in bits:
+            mask[first - lo_byte * 8 : last - lo_byte * 8 + 1] = 1
+        buf |= np.packbits(mask, bitorder="little")
+        kernel.copy_to_user(data + lo_byte, buf.tobytes())
     except OSError:
         return
 

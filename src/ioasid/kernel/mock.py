@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ioasid import uapi
 from ioasid.hw.iommu import IommuCaps, IommuUnit
-from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace, Vma
+from ioasid.hw.memory import PAGE_SIZE, AddressSpace, SelfAddressSpace, Vma
 from ioasid.kernel.device import IOMMU_NO_PASID, Device, IommuDriver
 from ioasid.kernel.errors import fail
 from ioasid.kernel.eventq import (
@@ -243,24 +243,46 @@ def add_reserved(ucmd: Ucmd) -> int:
 
 
 def md_check_refs(ucmd: Ucmd) -> int:
-    """``iommufd_test_md_check_refs``: every page of ``[uptr, uptr+length)`` must have
-    exactly ``refs`` long-term pins (EIO otherwise); unaligned → EINVAL; unmapped → EFAULT."""
+    """``iommufd_test_md_check_refs``: unaligned uptr/length or overflow → EINVAL; then
+    page by page, in address order: ``get_user_pages_fast`` (EFAULT for a page not
+    mapped), and the page must have exactly ``refs`` long-term pins (EIO otherwise) — so a
+    page with the wrong count before a hole answers EIO, not EFAULT."""
     cmd = ucmd.cmd
     uptr, length, refs = cmd.check_refs.uptr, cmd.check_refs.length, cmd.check_refs.refs
     if length % PAGE_SIZE or uptr % PAGE_SIZE or uptr + length > ULONG_MAX:
         fail(errno.EINVAL, "MD_CHECK_REFS: uptr and length must be page aligned")
     kernel = ucmd.ictx.kernel
     mm = kernel.processes.current.mm
-    mm.aspace.check_pinnable(uptr, length, False)
+    end = _first_unpinnable(mm.aspace, uptr, length)
     vmas = mm.aspace.vmas() if isinstance(mm.aspace, SelfAddressSpace) else []
-    for page in range(uptr // PAGE_SIZE, (uptr + length) // PAGE_SIZE):
+    for page in range(uptr // PAGE_SIZE, end // PAGE_SIZE):
         count = kernel.pin_count(mm, page) + _file_pins(vmas, page * PAGE_SIZE)
         if count != refs:
             fail(
                 errno.EIO,
                 f"MD_CHECK_REFS: page {page * PAGE_SIZE:#x} has {count} pins, expected {refs}",
             )
+    if end < uptr + length:
+        fail(errno.EFAULT, f"MD_CHECK_REFS: page {end:#x} is not mapped")
     return 0
+
+
+def _first_unpinnable(aspace: AddressSpace, uptr: int, length: int) -> int:
+    """The first page-aligned address of ``[uptr, uptr+length)`` that
+    ``get_user_pages_fast`` (read) cannot pin, or ``uptr + length`` if every page can."""
+    try:
+        aspace.check_pinnable(uptr, length, False)
+        return uptr + length
+    except OSError:
+        pass
+    va = uptr - uptr % PAGE_SIZE
+    while va < uptr + length:
+        try:
+            aspace.check_pinnable(va, PAGE_SIZE, False)
+        except OSError:
+            return max(va, uptr)
+        va += PAGE_SIZE
+    return uptr + length
 
 
 def _file_pins(vmas: list[Vma], va: int) -> int:
@@ -333,9 +355,11 @@ def get_md_pagetable_nested(ucmd: Ucmd, hwpt_id: int) -> MockNestedDomain:
 
 
 def md_check_map(ucmd: Ucmd) -> int:
-    """``iommufd_test_md_check_pa``: every domain page of ``[iova, iova+length)`` must
-    translate to the physical page behind ``uptr`` at the same offset (EINVAL otherwise);
-    iova/length/uptr not multiples of the domain's smallest page → EINVAL."""
+    """``iommufd_test_md_check_pa``: a mock HWPT_PAGING (ENOENT / EINVAL);
+    iova/length/uptr not multiples of the domain's smallest page, or overflow → EINVAL;
+    then domain page by domain page, in order: ``get_user_pages_fast`` of the page at
+    ``uptr`` (EFAULT if not mapped), and the domain page must translate to it at the same
+    offset (EINVAL otherwise) — a mismatch before a hole answers EINVAL."""
     cmd = ucmd.cmd
     hwpt = get_md_pagetable(ucmd, cmd.id)
     iova, length, uptr = cmd.check_map.iova, cmd.check_map.length, cmd.check_map.uptr
@@ -344,9 +368,11 @@ def md_check_map(ucmd: Ucmd) -> int:
         fail(errno.EINVAL, f"MD_CHECK_MAP: iova/length/uptr not multiples of {page_size:#x}")
     kernel = ucmd.ictx.kernel
     aspace = kernel.processes.current.mm.aspace
-    aspace.check_pinnable(uptr, length, False)
+    end = _first_unpinnable(aspace, uptr, length)
     assert isinstance(aspace, SelfAddressSpace)
     while length:
+        if uptr >= end:
+            fail(errno.EFAULT, f"MD_CHECK_MAP: uptr {uptr:#x} is not mapped")
         runs = kernel.phys.pin_user(aspace, uptr, 1)
         expected = runs[0][1] * PAGE_SIZE + uptr % PAGE_SIZE
         io_phys = hwpt.domain.iova_to_phys(iova)

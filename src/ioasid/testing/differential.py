@@ -25,13 +25,14 @@ wrapper around one (see ``tests/testing/test_differential.py``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import hashlib
 import json
 import mmap
 import os
 import random
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -209,7 +210,10 @@ class UserMemory:
             ctypes.memmove(self.base, pattern, fill)
             hole = self.base + HOLE_OFF
             _libc.munmap(hole, HOLE_LEN)
-            self._pieces = [(addr, hole - addr), (hole + HOLE_LEN, addr + size + HPAGE - hole - HOLE_LEN)]
+            self._pieces = [
+                (addr, hole - addr),
+                (hole + HOLE_LEN, addr + size + HPAGE - hole - HOLE_LEN),
+            ]
         else:
             self._map = mmap.mmap(-1, size + HPAGE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
             anchor = ctypes.c_char.from_buffer(self._map)
@@ -359,10 +363,8 @@ def _close_named(call: Call, fds: Fds) -> Json:
 def close_fds(fds: Fds) -> None:
     """Close every named fd a backend still holds (the end of a run)."""
     for name in sorted(fds):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fds.pop(name))
-        except OSError:
-            pass
 
 
 def _set_field(s: ctypes.Structure, name: str, value: int) -> None:
@@ -430,6 +432,32 @@ def failed(outcome: Json) -> bool:
 class ModelArea:
     last: int
     writable: bool
+    uva: int | None = None
+    """Offset in the user region of the area's first byte, when it maps the region."""
+
+
+@dataclass
+class ModelDev:
+    """A mock device (selftest object ``stdev``) and the HWPT its RID is attached to."""
+
+    idev: int
+    hwpt: int
+    flags: int
+
+
+@dataclass
+class ModelHwpt:
+    ioas: int
+    flags: int
+    auto: bool
+    tracking: bool = False
+
+
+@dataclass
+class ModelAccess:
+    ioas: int
+    pin: bool
+    items: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -440,16 +468,17 @@ class ModelIoas:
     def sorted_areas(self) -> list[tuple[int, ModelArea]]:
         return sorted(self.areas.items())
 
-    def covered(self, first: int, last: int) -> list[tuple[int, int, ModelArea]] | None:
-        """The contiguous pieces ``(first, last, area)`` covering ``[first, last]``, or None."""
-        out: list[tuple[int, int, ModelArea]] = []
+    def covered(self, first: int, last: int) -> list[tuple[int, int, int, ModelArea]] | None:
+        """The contiguous pieces ``(first, last, area iova, area)`` covering
+        ``[first, last]``, or None."""
+        out: list[tuple[int, int, int, ModelArea]] = []
         cur = first
         for iova, a in self.sorted_areas():
             if a.last < cur:
                 continue
             if iova > cur:
                 return None
-            out.append((cur, min(a.last, last), a))
+            out.append((cur, min(a.last, last), iova, a))
             if a.last >= last:
                 return out
             cur = a.last + 1
@@ -477,13 +506,43 @@ class Generator:
         ("unknown", 2),
     )
 
-    def __init__(self, seed: int) -> None:
+    DEVICE_OPS: tuple[tuple[str, int], ...] = (
+        ("mock_domain", 6),
+        ("hwpt_alloc", 7),
+        ("replace", 4),
+        ("destroy_obj", 4),
+        ("hw_info", 2),
+        ("check_map", 5),
+        ("check_refs", 3),
+        ("add_reserved", 2),
+        ("dirty", 6),
+        ("create_access", 5),
+        ("access_pages", 7),
+        ("access_rw", 7),
+        ("destroy_access_pages", 2),
+        ("close_access", 1),
+    )
+    """Added by the devices mode: the mock driver's ``IOMMU_TEST_CMD`` ops, HWPTs, dirty
+    tracking, access objects."""
+
+    def __init__(self, seed: int, *, devices: bool = False) -> None:
         self.rng = random.Random(seed)
+        self.devices = devices
+        self.window = uapi.MOCK_APERTURE_START if devices else IOVA_WINDOW
+        """Where fixed IOVAs mostly fall: inside the mock domains' aperture in devices mode."""
         self.ioas: dict[int, ModelIoas] = {}
         self.dead: set[int] = set()
         self.max_id = 0
         self.steps = 0
-        names, weights = zip(*self.OPS, strict=True)
+        self.devs: dict[int, ModelDev] = {}
+        self.hwpts: dict[int, ModelHwpt] = {}
+        self.accesses: dict[str, ModelAccess] = {}
+        self.closed: list[str] = []
+        self.n_access = 0
+        self.dead_objs: set[int] = set()
+        self.nested: set[int] = set()
+        ops = self.OPS + (self.DEVICE_OPS if devices else ())
+        names, weights = zip(*ops, strict=True)
         self._names: Sequence[str] = names
         self._weights: Sequence[int] = weights
 
@@ -495,6 +554,14 @@ class Generator:
             kind = "alloc"
         elif len(self.ioas) >= 4 and self.rng.random() < 0.1:
             kind = "destroy"
+        elif self.devices and self.ioas and not self.devs and self.rng.random() < 0.15:
+            kind = "mock_domain"
+        elif (
+            self.devices
+            and any(a.items for a in self.accesses.values())
+            and self.rng.random() < 0.08
+        ):
+            kind = "destroy_access_pages"
         else:
             kind = self.rng.choices(self._names, self._weights)[0]
         call: Call = getattr(self, f"_gen_{kind}")()
@@ -549,9 +616,9 @@ class Generator:
                 return max(iova - length + PAGE, 0), "overlaps an area's start"
             return iova + (a.last - iova) // 2 // PAGE * PAGE, "inside an area"
         if r < 0.80:
-            return IOVA_WINDOW + self.rng.randrange(0, 8 * IOVA_WINDOW, PAGE), ""
+            return self.window + self.rng.randrange(0, 8 * IOVA_WINDOW, PAGE), ""
         if r < 0.86:
-            return IOVA_WINDOW + self.rng.randrange(0, IOVA_WINDOW, PAGE) + 0x800, "unaligned iova"
+            return self.window + self.rng.randrange(0, IOVA_WINDOW, PAGE) + 0x800, "unaligned iova"
         if r < 0.90:
             return 0, "iova 0"
         if r < 0.94:
@@ -562,6 +629,9 @@ class Generator:
 
     def _user_va(self) -> tuple[str | None, int, str]:
         """``(ref, value, note)``: a symbolic pointer into the region, or an absolute one."""
+        if self.devices and self.rng.random() < 0.06:
+            off = HOLE_OFF + self.rng.choice([-PAGE, 0, PAGE, HOLE_LEN - PAGE])
+            return f"buf+{off:#x}", 0, "va at or next to the munmapped hole"
         r = self.rng.random()
         if r < 0.55:
             return f"buf+{self.rng.randrange(0, 32 << 20, PAGE):#x}", 0, ""
@@ -702,7 +772,7 @@ class Generator:
                 notes.append("first half of an area")
         else:
             length, lnote = self._length()
-            src_iova = IOVA_WINDOW + self.rng.randrange(0, 8 * IOVA_WINDOW, PAGE)
+            src_iova = self.window + self.rng.randrange(0, 8 * IOVA_WINDOW, PAGE)
             notes += ["random source range", lnote]
         dst_id = src_id if self.rng.random() < 0.35 else self._pick_ioas_id()
         flags, fnote = self._map_flags()
@@ -737,7 +807,7 @@ class Generator:
                 iova, length, note = 0, U64_MAX, "unmap all"
             else:
                 length, note = self._length()
-                iova = IOVA_WINDOW + self.rng.randrange(0, 8 * IOVA_WINDOW, PAGE)
+                iova = self.window + self.rng.randrange(0, 8 * IOVA_WINDOW, PAGE)
                 note = "random range " + note
         else:
             i = self.rng.randrange(len(items))
@@ -803,7 +873,7 @@ class Generator:
             ranges = [(0, ULONG_MAX)]
             note = "everything"
         elif r < 0.48:
-            ranges = [(IOVA_WINDOW, IOVA_WINDOW + 4 * PAGE - 1)]
+            ranges = [(self.window, self.window + 4 * PAGE - 1)]
             note = "a tiny window"
         elif not any(self._overlap(ranges)):
             note = "valid" if n else "clear the list"
@@ -945,6 +1015,498 @@ class Generator:
         raw[0] = 16
         return Call("UNKNOWN", request, raw=raw.hex(), note=f"unknown ioctl {request:#x}")
 
+    # -- devices mode: the mock driver, HWPTs, dirty tracking, accesses ---------------------
+
+    def _bogus_id(self) -> tuple[int, str]:
+        r = self.rng.random()
+        stale = sorted(self.dead_objs | self.dead)
+        if stale and r < 0.35:
+            return self.rng.choice(stale), "stale id"
+        if r < 0.55:
+            return 0, "id 0"
+        if r < 0.8:
+            return self.max_id + 1, "next id"
+        return 0xFFFFFFFF, "id 0xffffffff"
+
+    def _pick_from(self, ids: Sequence[int], valid: float) -> tuple[int, str]:
+        if ids and self.rng.random() < valid:
+            return self.rng.choice(sorted(ids)), ""
+        return self._bogus_id()
+
+    def _pick_dev(self, valid: float = 0.85) -> tuple[int, str]:
+        r = self.rng.random()
+        if self.devs and r < valid:
+            return self.rng.choice(sorted(self.devs)), ""
+        others = [d.idev for d in self.devs.values()] + sorted(self.hwpts) + sorted(self.ioas)
+        if others and r < valid + (1 - valid) / 2:
+            return self.rng.choice(others), "not a selftest device"
+        return self._bogus_id()
+
+    def _pick_idev(self, valid: float = 0.85) -> tuple[int, str]:
+        r = self.rng.random()
+        if self.devs and r < valid:
+            return self.devs[self.rng.choice(sorted(self.devs))].idev, ""
+        if self.devs and r < valid + (1 - valid) / 2:
+            return self.rng.choice(sorted(self.devs)), "stdev id, not a device"
+        return self._bogus_id()
+
+    def _pick_hwpt(
+        self, valid: float = 0.85, dirty: bool = False, tracking: bool = False
+    ) -> tuple[int, str]:
+        pool = [h for h, m in self.hwpts.items() if m.flags & uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING]
+        if tracking and any(self.hwpts[h].tracking for h in pool):
+            pool = [h for h in pool if self.hwpts[h].tracking]
+        if not dirty or not pool or self.rng.random() < 0.2:
+            pool = sorted(self.hwpts)
+        r = self.rng.random()
+        if pool and r < valid:
+            return self.rng.choice(sorted(pool)), ""
+        if (self.ioas or self.devs) and r < valid + (1 - valid) / 2:
+            return self.rng.choice(sorted(self.ioas) + sorted(self.devs)), "not a HWPT"
+        return self._bogus_id()
+
+    def _pick_pt(self) -> tuple[int, str]:
+        """An attach/alloc target: mostly an IOAS, else a HWPT, else nothing valid."""
+        r = self.rng.random()
+        if r < 0.72:
+            return self._pick_ioas_id(), "IOAS"
+        if r < 0.9 and self.hwpts:
+            return self.rng.choice(sorted(self.hwpts)), "HWPT"
+        i, note = self._bogus_id()
+        return i, f"bogus pt ({note})"
+
+    def _ioas_of(self, obj: int) -> int | None:
+        if obj in self.ioas:
+            return obj
+        h = self.hwpts.get(obj)
+        return None if h is None else h.ioas
+
+    def _span(self, ioas_id: int | None, max_pages: int = 4) -> tuple[int, int, int | None, str]:
+        """``(iova, length, user offset or None, note)``: mostly a piece of an area of
+        ``ioas_id``, page aligned within the area."""
+        area = self._pick_area(ioas_id) if ioas_id is not None else None
+        if area is None or self.rng.random() < 0.12:
+            iova = self.window + self.rng.randrange(0, 8 * IOVA_WINDOW, PAGE)
+            return iova, self.rng.randint(1, max_pages) * PAGE, None, "random range"
+        iova, a = area
+        size = a.last - iova + 1
+        off = self.rng.randrange(max(size // PAGE, 1)) * PAGE
+        length = min(self.rng.randint(1, max_pages) * PAGE, size - off)
+        uva = None if a.uva is None else a.uva + off
+        note = "in an area"
+        if self.rng.random() < 0.1:
+            length += PAGE
+            note = "runs past the end of an area"
+        return iova + off, length, uva, note
+
+    def _test(self, op: str, fields: dict[str, int], **kw: Any) -> Call:
+        fields = {"op": getattr(uapi, op), **fields}
+        return Call(op, uapi.IOMMU_TEST_CMD, fields, **kw)
+
+    def _gen_mock_domain(self) -> Call:
+        pt, note = self._pick_pt()
+        if self.rng.random() < 0.6:
+            return self._test("IOMMU_TEST_OP_MOCK_DOMAIN", {"id": pt}, note=note)
+        flags = self.rng.choice(
+            [
+                0,
+                uapi.MOCK_FLAGS_DEVICE_NO_DIRTY,
+                uapi.MOCK_FLAGS_DEVICE_NO_DIRTY,
+                uapi.MOCK_FLAGS_DEVICE_PASID,
+                1 << 5,
+            ]
+        )
+        return self._test(
+            "IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS",
+            {"id": pt, "mock_domain_flags.dev_flags": flags},
+            note=f"{note}, dev_flags {flags:#x}",
+        )
+
+    def _gen_hwpt_alloc(self) -> Call:
+        dev, dnote = self._pick_idev()
+        notes = [dnote]
+        flags = self.rng.choice(
+            [
+                0,
+                0,
+                uapi.IOMMU_HWPT_ALLOC_NEST_PARENT,
+                uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+                uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+                uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+                uapi.IOMMU_HWPT_ALLOC_NEST_PARENT | uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+                uapi.IOMMU_HWPT_ALLOC_PASID,
+                1 << 7,
+            ]
+        )
+        pt, pnote = self._pick_pt()
+        notes += [pnote, f"flags {flags:#x}"]
+        fields = {"flags": flags, "dev_id": dev, "pt_id": pt}
+        refs: dict[str, str] = {}
+        kw: dict[str, Any] = {}
+        r = self.rng.random()
+        if r < 0.15:
+            ptype = self.rng.choice([uapi.MOCK_IOMMUPT_DEFAULT, uapi.MOCK_IOMMUPT_HUGE, 7])
+            data = uapi.iommu_hwpt_selftest(iotlb=self.rng.randint(0, 0xFFFF), pagetable_type=ptype)
+            fields |= {"data_type": uapi.IOMMU_HWPT_DATA_SELFTEST, "data_len": 8}
+            refs["data_uptr"] = "scratch"
+            kw = {"scratch": 8, "data": bytes(data).hex()}
+            notes.append(f"selftest data, pagetable_type {ptype}")
+        elif r < 0.2:
+            fields["data_type"] = self.rng.choice([1, 0xBAD])
+            notes.append("unknown data_type")
+        elif r < 0.24:
+            fields["fault_id"] = self.rng.randint(1, self.max_id + 1)
+            notes.append("fault_id without FAULT_ID_VALID")
+        elif r < 0.27:
+            fields["reserved"] = 1
+            notes.append("__reserved != 0")
+        note = ", ".join(n for n in notes if n)
+        return Call("IOMMU_HWPT_ALLOC", uapi.IOMMU_HWPT_ALLOC, fields, refs, note=note, **kw)
+
+    def _gen_replace(self) -> Call:
+        dev, dnote = self._pick_dev()
+        pt, pnote = self._pick_pt()
+        return self._test(
+            "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE",
+            {"id": dev, "mock_domain_replace.pt_id": pt},
+            note=", ".join(n for n in (dnote, pnote) if n),
+        )
+
+    def _gen_destroy_obj(self) -> Call:
+        r = self.rng.random()
+        if r < 0.4 and self.devs:
+            obj, note = self.rng.choice(sorted(self.devs)), "stdev (detaches)"
+        elif r < 0.6 and (self.hwpts or self.nested):
+            obj, note = self.rng.choice(sorted(self.hwpts) + sorted(self.nested)), "HWPT"
+        elif r < 0.7 and self.devs:
+            obj = self.devs[self.rng.choice(sorted(self.devs))].idev
+            note = "idev (owned by the selftest object)"
+        elif r < 0.85 and self.ioas:
+            obj, note = self.rng.choice(sorted(self.ioas)), "IOAS (maybe in use)"
+        else:
+            obj, note = self._bogus_id()
+        return Call("IOMMU_DESTROY", uapi.IOMMU_DESTROY, {"id": obj}, note=note)
+
+    def _gen_hw_info(self) -> Call:
+        dev, note = self._pick_idev()
+        data_len = self.rng.choice([0, 4, 8, 16, 64])
+        fields: dict[str, int] = {"dev_id": dev, "data_len": data_len}
+        refs = {"data_uptr": "scratch"} if data_len else {}
+        notes = [note, f"data_len {data_len}"]
+        r = self.rng.random()
+        if r < 0.15:
+            fields["flags"] = uapi.IOMMU_HW_INFO_FLAG_INPUT_TYPE
+            fields["in_data_type"] = self.rng.choice(
+                [uapi.IOMMU_HW_INFO_TYPE_DEFAULT, uapi.IOMMU_HW_INFO_TYPE_SELFTEST, 1]
+            )
+            notes.append(f"input type {fields['in_data_type']:#x}")
+        elif r < 0.2:
+            fields["flags"] = 1 << 4
+            notes.append("unknown flag")
+        return Call(
+            "IOMMU_GET_HW_INFO",
+            uapi.IOMMU_GET_HW_INFO,
+            fields,
+            refs,
+            scratch=max(data_len, 1) if data_len else 0,
+            note=", ".join(n for n in notes if n),
+        )
+
+    def _gen_check_map(self) -> Call:
+        hwpt, note = self._pick_hwpt()
+        iova, length, uva, snote = self._span(self._ioas_of(hwpt))
+        notes = [note, snote]
+        r = self.rng.random()
+        if uva is None or r < 0.15:
+            uva = self.rng.randrange(0, 32 << 20, PAGE)
+            notes.append("unrelated uptr")
+        elif r < 0.25:
+            uva += PAGE
+            notes.append("uptr one page off")
+        elif r < 0.3:
+            uva += 0x800
+            notes.append("uptr half a page off")
+        if self.rng.random() < 0.05:
+            length += 0x800
+            notes.append("length not a multiple of the page")
+        return self._test(
+            "IOMMU_TEST_OP_MD_CHECK_MAP",
+            {"id": hwpt, "check_map.iova": iova, "check_map.length": length},
+            refs={"check_map.uptr": f"buf+{uva:#x}"},
+            note=", ".join(n for n in notes if n),
+        )
+
+    def _gen_check_refs(self) -> Call:
+        r = self.rng.random()
+        note = ""
+        off = self.rng.randrange(0, 32 << 20, PAGE)
+        area = None
+        if self.ioas and r < 0.6:
+            area = self._pick_area(self.rng.choice(sorted(self.ioas)))
+        if area is not None and area[1].uva is not None:
+            off = area[1].uva // PAGE * PAGE
+            note = "a mapped area's pages"
+        elif r < 0.7:
+            off = HOLE_OFF - PAGE
+            note = "runs into the munmapped hole"
+        length = self.rng.randint(1, 4) * PAGE
+        if self.rng.random() < 0.05:
+            off += 0x10
+            note += ", unaligned uptr"
+        refs = self.rng.choice([0, 0, 1, 1, 2])
+        return self._test(
+            "IOMMU_TEST_OP_MD_CHECK_REFS",
+            {"check_refs.length": length, "check_refs.refs": refs},
+            refs={"check_refs.uptr": f"buf+{off:#x}"},
+            note=f"refs {refs} {note}".strip(),
+        )
+
+    def _gen_add_reserved(self) -> Call:
+        ioas_id = self._pick_ioas_id()
+        iova, length, _, note = self._span(ioas_id if self.rng.random() < 0.4 else None, 16)
+        if self.rng.random() < 0.1:
+            length = self.rng.choice([0, ULONG_MAX])
+            note = "zero or overflowing length"
+        return self._test(
+            "IOMMU_TEST_OP_ADD_RESERVED",
+            {"id": ioas_id, "add_reserved.start": iova, "add_reserved.length": length},
+            note=note,
+        )
+
+    def _gen_dirty(self) -> Call:
+        r = self.rng.random()
+        hwpt, note = self._pick_hwpt(dirty=True, tracking=r >= 0.3)
+        if r < 0.3:
+            flags = self.rng.choice([0, 1, 1, 2])
+            fields = {"flags": flags, "hwpt_id": hwpt}
+            if self.rng.random() < 0.04:
+                fields["reserved"] = 1
+            return Call(
+                "IOMMU_HWPT_SET_DIRTY_TRACKING",
+                uapi.IOMMU_HWPT_SET_DIRTY_TRACKING,
+                fields,
+                note=f"{note} flags {flags}".strip(),
+            )
+        iova, length, _, snote = self._span(self._ioas_of(hwpt), 8)
+        page_size = self.rng.choice([PAGE, PAGE, PAGE, uapi.MOCK_PAGE_SIZE, 3 * PAGE, 0])
+        nbits = length // page_size if page_size else 64
+        nbytes = max((nbits + 63) // 64 * 8, 8)
+        notes = [note, snote, f"page_size {page_size:#x}"]
+        if r < 0.55:
+            bits = self.rng.getrandbits(nbytes * 8).to_bytes(nbytes, "little")
+            return self._test(
+                "IOMMU_TEST_OP_DIRTY",
+                {
+                    "id": hwpt,
+                    "dirty.iova": iova,
+                    "dirty.length": length,
+                    "dirty.page_size": page_size,
+                },
+                refs={"dirty.uptr": "scratch"},
+                scratch=nbytes,
+                data=bits.hex(),
+                note=", ".join(n for n in ["mark dirty", *notes] if n),
+            )
+        flags = self.rng.choice([0, 0, uapi.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, 4])
+        if self.rng.random() < 0.1:
+            iova += 0x800
+            notes.append("unaligned iova")
+        return Call(
+            "IOMMU_HWPT_GET_DIRTY_BITMAP",
+            uapi.IOMMU_HWPT_GET_DIRTY_BITMAP,
+            {
+                "hwpt_id": hwpt,
+                "flags": flags,
+                "iova": iova,
+                "length": length,
+                "page_size": page_size,
+            },
+            {"data": "scratch"},
+            scratch=nbytes,
+            data=bytes(nbytes).hex(),
+            note=", ".join(n for n in [*notes, f"flags {flags}"] if n),
+        )
+
+    def _gen_create_access(self) -> Call:
+        ioas_id = self._pick_ioas_id()
+        flags = self.rng.choice([0, 1, 1, 1, 2])
+        self.n_access += 1
+        return self._test(
+            "IOMMU_TEST_OP_CREATE_ACCESS",
+            {"id": ioas_id, "create_access.flags": flags},
+            binds=f"access{self.n_access}",
+            note={0: "", 1: "NEEDS_PIN_PAGES", 2: "unknown flag"}[flags],
+        )
+
+    def _pick_access(self, pinning: bool = False) -> tuple[str, str]:
+        """A live access (for ``pinning``, preferably a NEEDS_PIN_PAGES one over an IOAS
+        with areas), a closed one, or an fd that is not an access."""
+        r = self.rng.random()
+        good = [
+            n
+            for n, a in sorted(self.accesses.items())
+            if a.pin and (m := self.ioas.get(a.ioas)) is not None and m.areas
+        ]
+        if pinning and good and r < 0.75:
+            return self.rng.choice(good), ""
+        if self.accesses and r < 0.9:
+            return self.rng.choice(sorted(self.accesses)), ""
+        if self.closed and r < 0.95:
+            return self.rng.choice(self.closed), "closed access"
+        return "memfd", "not an access fd"
+
+    def _gen_access_pages(self) -> Call:
+        name, note = self._pick_access(pinning=True)
+        acc = self.accesses.get(name)
+        iova, length, uva, snote = self._span(acc.ioas if acc else None)
+        notes = [note, snote]
+        flags = self.rng.choice([0, 1, 1, 2])
+        refs = {"id": name}
+        r = self.rng.random()
+        if uva is not None and r < 0.6:
+            refs["access_pages.uptr"] = f"buf+{uva:#x}"
+        elif r < 0.85:
+            notes.append("NULL uptr: no page check")
+        else:
+            refs["access_pages.uptr"] = f"buf+{self.rng.randrange(0, 32 << 20, PAGE):#x}"
+            notes.append("uptr of other pages")
+        return self._test(
+            "IOMMU_TEST_OP_ACCESS_PAGES",
+            {
+                "access_pages.flags": flags,
+                "access_pages.iova": iova,
+                "access_pages.length": length,
+            },
+            refs=refs,
+            note=", ".join(n for n in [*notes, f"flags {flags}"] if n),
+        )
+
+    def _gen_access_rw(self) -> Call:
+        name, note = self._pick_access()
+        acc = self.accesses.get(name)
+        iova, length, _, snote = self._span(acc.ioas if acc else None, 2)
+        notes = [note, snote]
+        r = self.rng.random()
+        if r < 0.5:
+            start = self.rng.randrange(0, max(length - 1, 1))
+            iova, length = iova + start, self.rng.randint(1, min(length - start, 300))
+            notes.append("small")
+        elif r < 0.6:
+            iova, length = iova + PAGE - 7, 14
+            notes.append("crosses a page boundary")
+        flags = self.rng.choice(
+            [0, 0, uapi.MOCK_ACCESS_RW_WRITE, uapi.MOCK_ACCESS_RW_WRITE, 4, 5, 2]
+        )
+        write = flags & uapi.MOCK_ACCESS_RW_WRITE
+        data = self.rng.randbytes(length).hex() if write else ""
+        notes.append(
+            ("write" if write else "read")
+            + (" slow path" if flags & uapi.MOCK_ACCESS_RW_SLOW_PATH else "")
+            + (" unknown flag" if flags & 2 else "")
+        )
+        return self._test(
+            "IOMMU_TEST_OP_ACCESS_RW",
+            {"access_rw.iova": iova, "access_rw.length": length, "access_rw.flags": flags},
+            refs={"id": name, "access_rw.uptr": "scratch"},
+            scratch=length,
+            data=data,
+            note=", ".join(n for n in notes if n),
+        )
+
+    def _gen_destroy_access_pages(self) -> Call:
+        name, note = self._pick_access()
+        with_items = sorted(n for n, a in self.accesses.items() if a.items)
+        if with_items and self.rng.random() < 0.7:
+            name, note = self.rng.choice(with_items), ""
+        acc = self.accesses.get(name)
+        if acc is not None and acc.items and self.rng.random() < 0.8:
+            item = self.rng.choice(sorted(acc.items))
+        else:
+            item = self.rng.choice([0, 1, 7, 0xFFFFFFFF])
+            note = (note + ", maybe no such item").lstrip(", ")
+        return self._test(
+            "IOMMU_TEST_OP_DESTROY_ACCESS_PAGES",
+            {"destroy_access_pages.access_pages_id": item},
+            refs={"id": name},
+            note=note,
+        )
+
+    def _gen_close_access(self) -> Call:
+        if self.accesses and self.rng.random() < 0.9:
+            name = self.rng.choice(sorted(self.accesses))
+            note = "close the access fd (destroys it)"
+        else:
+            name = self.rng.choice(self.closed) if self.closed else "access0"
+            note = "already closed"
+        return Call("CLOSE", 0, refs={"fd": name}, note=note)
+
+    def _observe_devices(self, call: Call, out: Json) -> None:
+        f = call.fields
+        op = call.op
+        if op in ("IOMMU_TEST_OP_MOCK_DOMAIN", "IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS"):
+            md = "mock_domain_flags." if op.endswith("FLAGS") else "mock_domain."
+            stdev, hwpt, idev = (
+                int(out[md + k]) for k in ("out_stdev_id", "out_hwpt_id", "out_idev_id")
+            )
+            self.max_id = max(self.max_id, stdev, hwpt, idev)
+            self.devs[stdev] = ModelDev(idev, hwpt, f.get("mock_domain_flags.dev_flags", 0))
+            if hwpt not in self.hwpts:
+                self.hwpts[hwpt] = ModelHwpt(f["id"], 0, auto=True)
+        elif op == "IOMMU_HWPT_ALLOC":
+            new = int(out["out_hwpt_id"])
+            self.max_id = max(self.max_id, new)
+            pt = f.get("pt_id", 0)
+            if pt in self.ioas:
+                self.hwpts[new] = ModelHwpt(pt, f.get("flags", 0), auto=False)
+            else:
+                self.nested.add(new)
+        elif op == "IOMMU_HWPT_SET_DIRTY_TRACKING":
+            h = self.hwpts.get(f.get("hwpt_id", 0))
+            if h is not None:
+                h.tracking = bool(f.get("flags", 0) & uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE)
+        elif op == "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE":
+            d = self.devs.get(f.get("id", 0))
+            pt = int(out["mock_domain_replace.pt_id"])
+            if d is not None:
+                d.hwpt = pt
+                if pt not in self.hwpts:
+                    self.hwpts[pt] = ModelHwpt(f["mock_domain_replace.pt_id"], 0, auto=True)
+                    self.max_id = max(self.max_id, pt)
+        elif op == "IOMMU_DESTROY":
+            obj = f.get("id", 0)
+            self.devs.pop(obj, None)
+            self.hwpts.pop(obj, None)
+            self.nested.discard(obj)
+            self.dead_objs.add(obj)
+        elif op == "IOMMU_TEST_OP_CREATE_ACCESS":
+            self.accesses[call.binds] = ModelAccess(f["id"], bool(f["create_access.flags"] & 1))
+        elif op == "IOMMU_TEST_OP_ACCESS_PAGES":
+            acc = self.accesses.get(call.refs.get("id", ""))
+            if acc is not None:
+                item = int(out["access_pages.out_access_pages_id"])
+                acc.items[item] = (f["access_pages.iova"], f["access_pages.length"])
+        elif op == "IOMMU_TEST_OP_DESTROY_ACCESS_PAGES":
+            acc = self.accesses.get(call.refs.get("id", ""))
+            if acc is not None:
+                acc.items.pop(f["destroy_access_pages.access_pages_id"], None)
+        elif op == "CLOSE":
+            name = call.refs.get("fd", "")
+            if self.accesses.pop(name, None) is not None:
+                self.closed.append(name)
+        elif op == "IOMMU_IOAS_UNMAP":
+            first, length = f.get("iova", 0), f.get("length", 0)
+            last = ULONG_MAX if (first, length) == (0, U64_MAX) else first + length - 1
+            for acc in self.accesses.values():
+                if acc.ioas == f.get("ioas_id"):
+                    for item, (iova, n) in list(acc.items.items()):
+                        if iova <= last and iova + n - 1 >= first:
+                            del acc.items[item]
+        # auto domains die with their last device
+        used = {d.hwpt for d in self.devs.values()}
+        for gone in [i for i, m in self.hwpts.items() if m.auto and i not in used]:
+            del self.hwpts[gone]
+            self.dead_objs.add(gone)
+
     # -- probes and the final check ----------------------------------------------------------
 
     def probe_calls(self) -> list[Call]:
@@ -981,8 +1543,12 @@ class Generator:
 
     def final_calls(self) -> list[Call]:
         """A side-effect-free coverage check of every area the model holds, then unmap-all
-        of every id ever seen (dead ids answer ENOENT)."""
+        of every id ever seen (dead ids answer ENOENT). Devices mode first closes every
+        access, and ends checking that no page of the region is left pinned."""
         out: list[Call] = []
+        if self.devices:
+            for name in sorted(self.accesses):
+                out.append(Call("CLOSE", 0, refs={"fd": name}, note="final: close access"))
         for ioas_id, m in sorted(self.ioas.items()):
             for iova, a in m.sorted_areas():
                 out.append(
@@ -1009,11 +1575,22 @@ class Generator:
                     note="final: unmap all",
                 )
             )
+        if self.devices:
+            out.append(
+                self._test(
+                    "IOMMU_TEST_OP_MD_CHECK_REFS",
+                    {"check_refs.length": HOLE_OFF, "check_refs.refs": 0},
+                    refs={"check_refs.uptr": "buf+0x0"},
+                    note="final: no page of the region left pinned",
+                )
+            )
         return out
 
     # -- learning from backend A ----------------------------------------------------------
 
     def observe(self, call: Call, outcome: Json) -> None:
+        if self.devices and not failed(outcome):
+            self._observe_devices(call, outcome.get("out", {}))
         if failed(outcome):
             if call.op == "IOMMU_IOAS_UNMAP" and outcome.get("errno") == "ENOENT":
                 self._unmap_partial(call)
@@ -1034,7 +1611,9 @@ class Generator:
             if m is not None:
                 iova = int(out["iova"])
                 writable = bool(f.get("flags", 0) & uapi.IOMMU_IOAS_MAP_WRITEABLE)
-                m.areas[iova] = ModelArea(iova + f["length"] - 1, writable)
+                ref = call.refs.get("user_va", "")
+                uva = int(ref[4:], 0) if ref.startswith("buf+") else None
+                m.areas[iova] = ModelArea(iova + f["length"] - 1, writable, uva)
         elif call.op == "IOMMU_IOAS_COPY":
             src = self.ioas.get(f.get("src_ioas_id", 0))
             dst = self.ioas.get(f.get("dst_ioas_id", 0))
@@ -1042,8 +1621,9 @@ class Generator:
                 return
             pieces = src.covered(f["src_iova"], f["src_iova"] + f["length"] - 1) or []
             dst_iova = int(out["dst_iova"])
-            for first, last, a in pieces:
-                dst.areas[dst_iova] = ModelArea(dst_iova + last - first, a.writable)
+            for first, last, aiova, a in pieces:
+                uva = None if a.uva is None else a.uva + first - aiova
+                dst.areas[dst_iova] = ModelArea(dst_iova + last - first, a.writable, uva)
                 dst_iova += last - first + 1
         elif call.op == "IOMMU_IOAS_UNMAP":
             m = self.ioas.get(f.get("ioas_id", 0))
@@ -1151,6 +1731,7 @@ class DiffResult:
     names: tuple[str, ...]
     steps: list[Step]
     divergence: Divergence | None
+    devices: bool = False
 
     @property
     def agree(self) -> bool:
@@ -1175,6 +1756,7 @@ class DiffResult:
             "seed": self.seed,
             "names": list(self.names),
             "agree": self.agree,
+            "devices": self.devices,
             "divergence": self.divergence.to_json() if self.divergence else None,
             "steps": [s.to_json() for s in self.steps],
         }
@@ -1189,7 +1771,11 @@ class DiffResult:
                 div["index"], div["phase"], Call.from_json(div["call"]), div["a"], div["b"], probe
             )
         return cls(
-            d.get("seed"), tuple(d["names"]), [Step.from_json(s) for s in d["steps"]], divergence
+            d.get("seed"),
+            tuple(d["names"]),
+            [Step.from_json(s) for s in d["steps"]],
+            divergence,
+            bool(d.get("devices", False)),
         )
 
 
@@ -1212,25 +1798,29 @@ def run_differential(
     probe: bool = True,
     stop_at_divergence: bool = True,
     memory: UserMemory | None = None,
+    devices: bool = False,
 ) -> DiffResult:
     """Generate ``calls`` ioctls from ``seed`` and run each on every backend in lockstep.
 
     ``openers`` return fresh handles (two for a comparison; one just records). The generator
     follows backend A's answers. Stops after the first divergence unless told otherwise.
+    ``devices`` mixes in the mock driver's devices, HWPTs, dirty tracking and access
+    objects (:attr:`Generator.DEVICE_OPS`); the plain mode's sequences stay as they were.
     """
     own_memory = memory is None
-    mem = UserMemory() if memory is None else memory
+    mem = UserMemory(devices=devices) if memory is None else memory
     handles = [open_() for open_ in openers]
-    gen = Generator(seed)
+    fds: list[Fds] = [{} for _ in handles]
+    gen = Generator(seed, devices=devices)
     steps: list[Step] = []
     divergence: Divergence | None = None
     try:
         for i in range(calls):
             call = gen.next_call()
-            step = _run_step(i, "call", call, handles, mem)
+            step = _run_step(i, "call", call, handles, mem, fds)
             gen.observe(call, step.results[0])
             if probe:
-                _run_probes(step, gen.probe_calls(), handles, mem)
+                _run_probes(step, gen.probe_calls(), handles, mem, fds)
             steps.append(step)
             if len(handles) > 1 and divergence is None:
                 divergence = _first_difference(step)
@@ -1238,29 +1828,46 @@ def run_differential(
                     break
         if divergence is None or not stop_at_divergence:
             for j, call in enumerate(gen.final_calls()):
-                step = _run_step(calls + j, "final", call, handles, mem)
+                step = _run_step(calls + j, "final", call, handles, mem, fds)
                 steps.append(step)
                 if len(handles) > 1 and divergence is None:
                     divergence = _first_difference(step)
                     if divergence is not None and stop_at_divergence:
                         break
     finally:
+        for table in fds:
+            close_fds(table)
         for h in handles:
             h.close()
         if own_memory:
             mem.close()
-    return DiffResult(seed, tuple(names), steps, divergence)
+    return DiffResult(seed, tuple(names), steps, divergence, devices)
 
 
 def _run_step(
-    index: int, phase: str, call: Call, handles: Sequence[Handle], mem: UserMemory
+    index: int,
+    phase: str,
+    call: Call,
+    handles: Sequence[Handle],
+    mem: UserMemory,
+    fds: Sequence[Fds],
 ) -> Step:
-    return Step(index, phase, call, [execute(h, mem, call) for h in handles])
+    return Step(
+        index, phase, call, [execute(h, mem, call, t) for h, t in zip(handles, fds, strict=True)]
+    )
 
 
-def _run_probes(step: Step, probes: list[Call], handles: Sequence[Handle], mem: UserMemory) -> None:
+def _run_probes(
+    step: Step,
+    probes: list[Call],
+    handles: Sequence[Handle],
+    mem: UserMemory,
+    fds: Sequence[Fds],
+) -> None:
     step.probes = probes
-    step.probe_results = [[execute(h, mem, p) for h in handles] for p in probes]
+    step.probe_results = [
+        [execute(h, mem, p, t) for h, t in zip(handles, fds, strict=True)] for p in probes
+    ]
 
 
 def replay(
@@ -1275,17 +1882,18 @@ def replay(
     recorded results of backend ``column`` (e.g. a guest run of ``linux`` against the sim
     here). The result's backend A is the recording, B the replay."""
     own_memory = memory is None
-    mem = UserMemory() if memory is None else memory
+    mem = UserMemory(devices=recorded.devices) if memory is None else memory
     handle = opener()
+    fds: Fds = {}
     steps: list[Step] = []
     divergence: Divergence | None = None
     try:
         for old in recorded.steps:
-            result = execute(handle, mem, old.call)
+            result = execute(handle, mem, old.call, fds)
             step = Step(old.index, old.phase, old.call, [old.results[column], result])
             step.probes = old.probes
             step.probe_results = [
-                [pr[column], execute(handle, mem, p)]
+                [pr[column], execute(handle, mem, p, fds)]
                 for p, pr in zip(old.probes, old.probe_results, strict=True)
             ]
             steps.append(step)
@@ -1294,10 +1902,13 @@ def replay(
                 if divergence is not None:
                     break
     finally:
+        close_fds(fds)
         handle.close()
         if own_memory:
             mem.close()
-    return DiffResult(recorded.seed, (recorded.names[column], name), steps, divergence)
+    return DiffResult(
+        recorded.seed, (recorded.names[column], name), steps, divergence, recorded.devices
+    )
 
 
 def backend_opener(name: str, path: str = "/dev/iommu") -> Opener:

@@ -12,6 +12,7 @@ replays a saved sequence on another backend (a guest recording against the sim h
 From the host, one command boots the guest and runs the differential there::
 
     python -m ioasid.testing.oracle guest-differential --seeds 50
+    python -m ioasid.testing.oracle guest-differential --devices --seeds 30 --calls 300
     python -m ioasid.testing.oracle run -- /work/main/.venv/bin/python -m pytest -m oracle \\
         --backend=linux tests
 
@@ -87,13 +88,15 @@ def cmd_differential(args: argparse.Namespace) -> int:
             names=names,
             calls=args.calls,
             probe=not args.no_probe,
+            devices=args.devices,
         )
         agreed += result.agree
         print(f"{result.summary()}  [{time.perf_counter() - t:.1f}s]", flush=True)
         runs.append(_run_record(result, full=args.full))
+    mode = ", devices mode" if args.devices else ""
     print(
-        f"{agreed}/{args.seeds} seeds agree ({names[0]} vs {names[1]}, {args.calls} calls each, "
-        f"{time.perf_counter() - t0:.0f}s)",
+        f"{agreed}/{args.seeds} seeds agree ({names[0]} vs {names[1]}, {args.calls} calls each"
+        f"{mode}, {time.perf_counter() - t0:.0f}s)",
         flush=True,
     )
     if args.json:
@@ -103,6 +106,7 @@ def cmd_differential(args: argparse.Namespace) -> int:
                 "kind": "differential",
                 "names": list(names),
                 "calls": args.calls,
+                "devices": args.devices,
                 "seeds": args.seeds,
                 "agreed": agreed,
                 "runs": runs,
@@ -133,6 +137,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             names=(args.backend,),
             calls=args.calls,
             probe=not args.no_probe,
+            devices=args.devices,
         )
         print(f"seed {seed}: recorded {len(result.steps)} steps on {args.backend}", flush=True)
         runs.append(result.to_json())
@@ -189,6 +194,8 @@ def cmd_guest_differential(args: argparse.Namespace) -> int:
     ]
     if args.no_probe:
         inner.append("--no-probe")
+    if args.devices:
+        inner.append("--devices")
     if args.full:
         inner.append("--full")
     env = {"ORACLE_SCRATCH": str(scratch), "ORACLE_KEEP_SCRATCH": "1"}
@@ -221,6 +228,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--calls", type=int, default=300, help="ioctls per seed (default 300)")
     p.add_argument("--no-probe", action="store_true", help="skip the state probe after each call")
+    p.add_argument(
+        "--devices",
+        action="store_true",
+        help="devices mode: mix in mock devices, HWPTs, dirty tracking and access objects",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
