@@ -4,8 +4,10 @@ from ioasid.api.device import Device, HwInfo, HwPagetable, Region
 from ioasid.api.errors import IommufdError
 from ioasid.api.iommufd import Ioas, Iommufd, IovaRange, IovaRanges, memfd
 from ioasid.api.memory import Buffer
+from ioasid.api.mock import Access, MockDevice
 
 __all__ = [
+    "Access",
     "Buffer",
     "Device",
     "HwInfo",
@@ -15,6 +17,7 @@ __all__ = [
     "IommufdError",
     "IovaRange",
     "IovaRanges",
+    "MockDevice",
     "Region",
     "memfd",
 ]
