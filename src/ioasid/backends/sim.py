@@ -61,6 +61,7 @@ class SimHandle:
         self.kernel = k
         self.file = file
         self._fd = os.eventfd(0, os.EFD_CLOEXEC)
+        self._ino = os.fstat(self._fd).st_ino
         k.files[self._fd] = file
 
     def fileno(self) -> int:
@@ -98,10 +99,17 @@ class SimHandle:
         return int(pwrite(data, offset))
 
     def close(self) -> None:
+        """Close the fd and release the file. If the number was already closed behind our
+        back (``os.close(handle.fileno())``) and reused, the new owner's fd is left alone."""
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             self.kernel.files.pop(fd, None)
-            os.close(fd)
+            try:
+                ours = os.fstat(fd).st_ino == self._ino
+            except OSError:
+                ours = False
+            if ours:
+                os.close(fd)
             self.file.release()
 
     @property

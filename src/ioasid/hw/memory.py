@@ -260,6 +260,7 @@ class PhysMap:
         self._keys: dict[tuple[object, ...], SortedDict] = {}
         self._frames: SortedDict = SortedDict()
         self._next = self.FIRST_PFN
+        self._file_fds: dict[tuple[object, ...], int] = {}
 
     def _frames_for(
         self, key: tuple[object, ...], first: int, last: int, access: tuple[str, object, int]
@@ -335,8 +336,22 @@ class PhysMap:
         """Frames of file pages ``[offset, offset+length)``: ``(file_page, pfn, n)`` runs."""
         st = os.fstat(fd)
         key = ("file", (os.major(st.st_dev), os.minor(st.st_dev)), st.st_ino)
+        own = self._file_fds.get(key)
+        if own is None:
+            # the frames outlive the caller's descriptor (the page cache holds the file)
+            own = self._file_fds[key] = os.dup(fd)
         first, last = offset // PAGE_SIZE, (offset + length - 1) // PAGE_SIZE
-        return self._frames_for(key, first, last, ("file", fd, first * PAGE_SIZE))
+        return self._frames_for(key, first, last, ("file", own, first * PAGE_SIZE))
+
+    def close(self) -> None:
+        """Drop the file references the frames hold (the simulated host shuts down)."""
+        for fd in self._file_fds.values():
+            os.close(fd)
+        self._file_fds.clear()
+
+    def __del__(self) -> None:
+        if getattr(self, "_file_fds", None):
+            self.close()
 
     def _locate(self, pa: int) -> tuple[str, object, int, int]:
         pfn = pa // PAGE_SIZE
