@@ -21,12 +21,10 @@ from types import ModuleType
 import pytest
 
 from ioasid import uapi
+from ioasid.testing.libc import MAP_FAILED, MAP_FIXED, MAP_HUGETLB, MAP_POPULATE
 
 from .utils import (
     HUGEPAGE_SIZE,
-    MAP_FAILED,
-    MAP_HUGETLB,
-    MAP_POPULATE,
     PAGE_SIZE,
     TEST_F,
     Fixture,
@@ -45,7 +43,6 @@ MOCK_HUGE_PAGE_SIZE = 512 * MOCK_PAGE_SIZE
 MOCK_APERTURE_START = uapi.MOCK_APERTURE_START
 MOCK_IOMMUPT_DEFAULT = 0
 MOCK_IOMMUPT_HUGE = 1
-MAP_FIXED = 0x10
 
 
 @dataclass(frozen=True)
@@ -77,23 +74,8 @@ def _aligned_mmap(length: int, align: int, prot: int, flags: int) -> tuple[int, 
     base = libc_mmap(rlen, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     assert base != MAP_FAILED
     aligned = (base + align - 1) & ~(align - 1)
-    addr = _libc_mmap_fixed(aligned, length, prot, flags | MAP_FIXED)
+    addr = libc_mmap(length, prot, flags | MAP_FIXED, addr=aligned)
     return addr, base, rlen
-
-
-def _libc_mmap_fixed(addr: int, length: int, prot: int, flags: int) -> int:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_size_t,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_long,
-    ]
-    got = libc.mmap(addr, length, prot, flags, -1, 0)
-    return MAP_FAILED if got in (None, ctypes.c_void_p(-1).value) else int(got)
 
 
 class IommufdDirtyTracking(Fixture):

@@ -28,15 +28,13 @@ import pytest
 
 from ioasid import uapi
 from ioasid.testing import process
+from ioasid.testing.libc import MAP_FAILED, MAP_HUGETLB, MAP_POPULATE
 
 from .access_utils import AccessFixture, access_pages_cmd, check_access_rw
 from .test_iommufd_ioas import MOCK_APERTURE_START, MOCK_PAGE_SIZE, VARIANTS, IommufdIoas
 from .utils import (
     BUFFER_SIZE,
     HUGEPAGE_SIZE,
-    MAP_FAILED,
-    MAP_HUGETLB,
-    MAP_POPULATE,
     PAGE_SIZE,
     TEST_F,
     buffer,

@@ -25,12 +25,10 @@ from types import ModuleType
 import pytest
 
 from ioasid import uapi
+from ioasid.testing.libc import MAP_FAILED, MAP_HUGETLB, MAP_POPULATE
 
 from .utils import (
     HUGEPAGE_SIZE,
-    MAP_FAILED,
-    MAP_HUGETLB,
-    MAP_POPULATE,
     PAGE_SIZE,
     TEST_F,
     Fixture,

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from ioasid import uapi
 from ioasid.backends.base import Handle
+from ioasid.testing import libc
 
 # --- iommufd_utils.h enum and iommufd.c globals ------------------------------------------
 
@@ -98,39 +99,9 @@ def memfd_mmap(length: int, prot: int, flags: int) -> tuple[mmap.mmap, int]:
     return mem, fd
 
 
-MAP_HUGETLB = 0x40000
-MAP_POPULATE = 0x8000
-MAP_FAILED = -1
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
-
-
-def libc_mmap(length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
-    """``mmap(0, length, prot, flags, fd, offset)``: the address, or ``MAP_FAILED`` (-1)
-    with ``ctypes.get_errno()`` set. Unlike :mod:`mmap`, the mapping can be partly
-    ``munmap``-ed, as the C tests do."""
-    addr = _libc.mmap(None, length, prot, flags, fd, offset)
-    return MAP_FAILED if addr in (None, ctypes.c_void_p(-1).value) else int(addr)
-
-
-def libc_munmap(addr: int, length: int) -> int:
-    """``munmap(addr, length)``: 0, or -1 with ``ctypes.get_errno()`` set."""
-    return int(_libc.munmap(addr, length))
-
-
-def libc_memset(addr: int, value: int, length: int) -> None:
-    _libc.memset(addr, value, length)
+libc_mmap = libc.mmap
+libc_munmap = libc.munmap
+libc_memset = libc.memset
 
 
 _buffer_region, buffer = _setup_buffer()

@@ -42,6 +42,7 @@ import numpy
 from ioasid import uapi
 from ioasid.backends.base import Handle
 from ioasid.hw.memory import buffer_address
+from ioasid.testing import libc
 
 PAGE = 4096
 HPAGE = 2 << 20
@@ -60,20 +61,6 @@ HOLE_LEN = 64 << 10
 BAD_FD = 1 << 20
 """What a named fd that is not (or no longer) open resolves to: above any fd limit."""
 
-MADV_NOHUGEPAGE = 15
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 KERNEL_VA = 0xFFFF888000000000
 """A kernel address as ``user_va``: with no domain it is never looked at and maps fine."""
@@ -192,24 +179,20 @@ class UserMemory:
         self._map: mmap.mmap | None = None
         self._pieces: list[tuple[int, int]] = []
         if devices:
-            addr = _libc.mmap(
-                None,
+            addr = libc.mmap(
                 size + HPAGE,
                 mmap.PROT_READ | mmap.PROT_WRITE,
                 mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                -1,
-                0,
             )
-            if addr in (None, ctypes.c_void_p(-1).value):
+            if addr == libc.MAP_FAILED:
                 raise OSError(ctypes.get_errno(), "mmap of the differential region failed")
-            addr = int(addr)
             self.base = (addr + HPAGE - 1) & ~(HPAGE - 1)
-            _libc.madvise(self.base, size, MADV_NOHUGEPAGE)
+            libc.madvise(self.base, size, libc.MADV_NOHUGEPAGE)
             fill = HOLE_OFF
             pattern = numpy.arange(0, fill, 8, dtype="<u8").tobytes()
             ctypes.memmove(self.base, pattern, fill)
             hole = self.base + HOLE_OFF
-            _libc.munmap(hole, HOLE_LEN)
+            libc.munmap(hole, HOLE_LEN)
             self._pieces = [
                 (addr, hole - addr),
                 (hole + HOLE_LEN, addr + size + HPAGE - hole - HOLE_LEN),
@@ -231,7 +214,7 @@ class UserMemory:
             self._map.close()
             self._map = None
         for start, length in self._pieces:
-            _libc.munmap(start, length)
+            libc.munmap(start, length)
         self._pieces = []
 
     def __enter__(self) -> UserMemory:
