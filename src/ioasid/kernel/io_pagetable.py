@@ -202,6 +202,11 @@ class IoPagetable:
     def reserved_spans(self) -> Iterator[tuple[int, int]]:
         return merge_spans(iter(sorted((r.first, r.last) for r in self.reserved)))
 
+    def usable_ranges(self) -> list[tuple[int, int]]:
+        """The holes of the reserved ranges over ``[0, ULONG_MAX]``: what
+        ``IOMMU_IOAS_IOVA_RANGES`` and VFIO's IOVA_RANGE capability report."""
+        return list(holes(self.reserved_spans(), 0, ULONG_MAX))
+
     def _used_spans(self, first: int, last: int) -> Iterator[tuple[int, int]]:
         """Union of reserved ranges and areas: ``interval_tree_double_span_iter``'s used."""
         res = sorted((r.first, r.last) for r in self.reserved if r.last >= first)

@@ -103,7 +103,7 @@ def ioas_iova_ranges(ucmd: Ucmd) -> int:
     cmd.num_iovas = 0
     cmd.out_iova_alignment = ioas.iopt.iova_alignment
     kernel = ucmd.ictx.kernel
-    for first, last in _reserved_holes(ioas.iopt):
+    for first, last in ioas.iopt.usable_ranges():
         if cmd.num_iovas < max_iovas:
             elm = uapi.iommu_iova_range(start=first, last=last)
             kernel.copy_to_user(cmd.allowed_iovas + cmd.num_iovas * ctypes.sizeof(elm), bytes(elm))
@@ -116,12 +116,6 @@ def ioas_iova_ranges(ucmd: Ucmd) -> int:
             "num_iovas now holds the count needed",
         )
     return 0
-
-
-def _reserved_holes(iopt: IoPagetable) -> list[tuple[int, int]]:
-    from ioasid.kernel.io_pagetable import holes
-
-    return list(holes(iopt.reserved_spans(), 0, ULONG_MAX))
 
 
 def ioas_allow_iovas(ucmd: Ucmd) -> int:

@@ -12,7 +12,7 @@ import errno
 from ioasid import uapi
 from ioasid.hw.memory import PAGE_SIZE
 from ioasid.kernel.errors import fail
-from ioasid.kernel.io_pagetable import IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE, cut_iova, holes
+from ioasid.kernel.io_pagetable import IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE, cut_iova
 from ioasid.kernel.ioas import Ioas, _map_common, get_ioas
 from ioasid.kernel.main import IommufdCtx, Ucmd, check_reserved
 from ioasid.kernel.pages import ULONG_MAX, IoptPages
@@ -170,7 +170,7 @@ def iommu_get_info(ictx: IommufdCtx, arg: int) -> int:
     dma.header.id = uapi.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL
     dma.header.version = 1
     dma.avail = 0xFFFFFFFF
-    ranges = list(holes(ioas.iopt.reserved_spans(), 0, ULONG_MAX))
+    ranges = ioas.iopt.usable_ranges()
     iova_cap = uapi.vfio_iommu_type1_info_cap_iova_range()
     iova_cap.header.id = uapi.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
     iova_cap.header.version = 1

@@ -14,7 +14,6 @@ IOMMU like any bus-master access and completes before the command register reads
 from __future__ import annotations
 
 import math
-import struct
 
 from ioasid.hw.dma import DmaFault
 from ioasid.hw.pci import Bdf, PciFunction
@@ -86,7 +85,3 @@ class EduDevice(PciFunction):
             self.faults.append(fault)
         finally:
             self.regs[0x98] = cmd & ~DMA_CMD_START
-
-
-def pack_u64(value: int) -> bytes:
-    return struct.pack("<Q", value)
