@@ -13,6 +13,7 @@ import pytest
 from ioasid import Buffer, Device, Iommufd, IommufdError, uapi
 from ioasid.backends import sim
 from ioasid.kernel.machine import Kernel
+from ioasid.testing.edu import dma, enable_bus_master
 from ioasid.topology import Bdf
 
 # Root port 1 (ACS) → switch whose downstream ports have no ACS → two accelerators.
@@ -57,14 +58,6 @@ def host(tmp_path: Path) -> Iterator[Kernel]:
 
 def dev_path(n: int) -> str:
     return f"/dev/vfio/devices/vfio{n}"
-
-
-def dma(dev: Device, src: int, dst: int, n: int, *, to_ram: bool) -> None:
-    """Program the device's (edu-compatible) DMA engine."""
-    cmd = struct.unpack("<H", dev.read(CONFIG, 4, 2))[0]
-    dev.write(CONFIG, 4, struct.pack("<H", cmd | 0x6))
-    for off, value in ((0x80, src), (0x88, dst), (0x90, n), (0x98, 1 | (2 if to_ram else 0))):
-        dev.write(BAR0, off, struct.pack("<Q", value))
 
 
 def bar0_address(dev: Device) -> int:
@@ -134,6 +127,7 @@ def test_p2p_through_a_switch_without_acs_bypasses_the_iommu(host: Kernel) -> No
         b.attach(ioas)
         ram[0:8] = b"from RAM"
         iova = ioas.map(ram, iova=0x100000)
+        enable_bus_master(a)
         dma(a, iova, 0x40000, 8, to_ram=False)  # RAM → a's buffer, through the IOMMU
         assert a.read(BAR0, 0x40000, 8) == b"from RAM"
         peer = bar0_address(b) + 0x40000
@@ -152,6 +146,7 @@ def test_p2p_across_acs_root_ports_is_translated_and_faults(host: Kernel) -> Non
         a.attach(ioas)
         acc.write(BAR0, 0x40000, b"secret!!")
         peer = bar0_address(a) + 0x40000
+        enable_bus_master(acc)
         dma(acc, 0x40000, peer, 8, to_ram=True)  # goes up to the IOMMU: not mapped
         assert a.read(BAR0, 0x40000, 8) == bytes(8)
         model = host.fabric.functions[acc_bdf()]

@@ -16,11 +16,11 @@ from rich.markup import escape
 
 from ioasid import uapi
 from ioasid.api import Buffer, Device, Iommufd, IommufdError
+from ioasid.testing.edu import EDU_BUF, dma, enable_bus_master
 
 MiB = 1 << 20
 BAR0 = uapi.VFIO_PCI_BAR0_REGION_INDEX
 CONFIG = uapi.VFIO_PCI_CONFIG_REGION_INDEX
-EDU_BUF = 0x40000
 MSG = b"guest RAM, written by the CPU"
 N = len(MSG)
 
@@ -45,14 +45,6 @@ class Story:
 
     def err(self, exc: Exception) -> None:
         self.con.print(f"    [yellow]{escape(str(exc))}[/]")
-
-
-def dma(dev: Device, src: int, dst: int, n: int, *, to_ram: bool) -> None:
-    """Program the device's DMA engine (QEMU edu's registers) and start it."""
-    cmd = struct.unpack("<H", dev.read(CONFIG, 4, 2))[0]
-    dev.write(CONFIG, 4, struct.pack("<H", cmd | 0x6))
-    for off, value in ((0x80, src), (0x88, dst), (0x90, n), (0x98, 1 | (2 if to_ram else 0))):
-        dev.write(BAR0, off, struct.pack("<Q", value))
 
 
 def _shown(data: bytes) -> str:
@@ -180,6 +172,7 @@ def _io_address_space(s: Story, fd: Iommufd, edu: Device) -> None:
             "back 1 KiB further: each access is translated by the IOMMU's page walk and "
             "lands in this process's buffer.",
         )
+        enable_bus_master(edu)
         dma(edu, iova, EDU_BUF, N, to_ram=False)
         dma(edu, EDU_BUF, iova + 1024, N, to_ram=True)
         s.out(f"device buffer: {edu.read(BAR0, EDU_BUF, N)!r}")
@@ -220,6 +213,7 @@ def _p2p(s: Story) -> None:
             )
             nic_bar = int(struct.unpack("<I", nic.read(CONFIG, 0x10, 4))[0]) & ~0xF
             nvme.write(BAR0, EDU_BUF, b"NVMe was here")
+            enable_bus_master(nvme)
             dma(nvme, EDU_BUF, nic_bar + EDU_BUF, 13, to_ram=True)
             s.step(
                 "The NVMe writes to the NIC's BAR",
@@ -230,6 +224,7 @@ def _p2p(s: Story) -> None:
                 "[red](reached without the IOMMU)[/]"
             )
             acc.write(BAR0, EDU_BUF, b"accel was here")
+            enable_bus_master(acc)
             dma(acc, EDU_BUF, nic_bar + EDU_BUF + 64, 14, to_ram=True)
             s.step(
                 "The accelerator (behind a root port with ACS) tries the same",

@@ -89,16 +89,16 @@ def run(backend: ModuleType) -> EduRun:
             ioas.map(dst, iova=0x200000)
             config = dev.region(uapi.VFIO_PCI_CONFIG_REGION_INDEX)
             bar0 = dev.region(uapi.VFIO_PCI_BAR0_REGION_INDEX)
-            cmd = struct.unpack("<H", dev.read(config.index, 4, 2))[0]
-            dev.write(config.index, 4, struct.pack("<H", cmd | 0x6))
+            assert config.index == uapi.VFIO_PCI_CONFIG_REGION_INDEX
+            enable_bus_master(dev)
             ident = struct.unpack("<I", dev.read(bar0.index, 0, 4))[0]
-            _edu_dma(dev, 0x100000, EDU_BUF, 256, to_ram=False)
-            _edu_dma(dev, EDU_BUF, 0x200000, 256, to_ram=True)
+            dma(dev, 0x100000, EDU_BUF, 256, to_ram=False)
+            dma(dev, EDU_BUF, 0x200000, 256, to_ram=True)
             dma_ok = dst[0:256] == PATTERN
 
             dev.detach()
             dst[0:256] = bytes(256)
-            _edu_dma(dev, EDU_BUF, 0x200000, 256, to_ram=True)
+            dma(dev, EDU_BUF, 0x200000, 256, to_ram=True)
             blocked = dst[0:256] == bytes(256)
             unmapped = ioas.unmap_all()
 
@@ -124,7 +124,16 @@ def run(backend: ModuleType) -> EduRun:
     )
 
 
-def _edu_dma(dev: Device, src: int, dst: int, n: int, *, to_ram: bool) -> None:
+def enable_bus_master(dev: Device) -> None:
+    """Set Memory Space and Bus Master Enable in the device's PCI command register."""
+    config = uapi.VFIO_PCI_CONFIG_REGION_INDEX
+    cmd = struct.unpack("<H", dev.read(config, 4, 2))[0]
+    dev.write(config, 4, struct.pack("<H", cmd | 0x6))
+
+
+def dma(dev: Device, src: int, dst: int, n: int, *, to_ram: bool) -> None:
+    """Program edu's DMA registers (``src``, ``dst``, count, command) and wait until the
+    device clears the start bit. ``to_ram``: device buffer → IOVA; else IOVA → buffer."""
     bar = uapi.VFIO_PCI_BAR0_REGION_INDEX
     dev.write(bar, 0x80, struct.pack("<Q", src))
     dev.write(bar, 0x88, struct.pack("<Q", dst))
