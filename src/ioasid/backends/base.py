@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-IoctlArg = bytearray | memoryview | int
+IoctlArg = bytearray | memoryview | bytes | int
+"""What ``fcntl.ioctl(fd, request, arg, True)`` takes: a mutable buffer (updated in place;
+the call returns the ioctl's result), a read-only buffer (the call returns the updated
+copy as ``bytes``; at most :data:`IOCTL_BUFSZ` bytes), or an ``int`` (a raw pointer)."""
+
+IOCTL_BUFSZ = 1024
+"""CPython's ``fcntl.ioctl`` scratch buffer: a buffer argument up to this size is copied in,
+the kernel works on the copy (so it can never write past the caller's buffer), and the copy
+is copied back, on failure too; a larger mutable buffer is passed as it is."""
 
 
 @runtime_checkable
@@ -15,8 +23,10 @@ class Handle(Protocol):
 
     def fileno(self) -> int: ...
 
-    def ioctl(self, request: int, arg: IoctlArg = 0) -> int:
-        """Issue ``request``; ``arg`` is updated in place. Raises ``OSError(errno)``."""
+    def ioctl(self, request: int, arg: IoctlArg = 0) -> int | bytes:
+        """Issue ``request`` as ``fcntl.ioctl(fd, request, arg, True)`` does: a mutable
+        ``arg`` is updated in place and the result returned; a ``bytes`` one gives back the
+        updated bytes. Raises ``OSError(errno)``."""
         ...
 
     def read(self, n: int) -> bytes: ...

@@ -22,10 +22,11 @@ class LinuxHandle:
             raise ValueError(f"{self.path}: I/O operation on a closed handle")
         return self._fd
 
-    def ioctl(self, request: int, arg: IoctlArg = 0) -> int:
+    def ioctl(self, request: int, arg: IoctlArg = 0) -> int | bytes:
         if isinstance(arg, int):
             return int(fcntl.ioctl(self.fileno(), request, arg))
-        return int(fcntl.ioctl(self.fileno(), request, arg, True))
+        result: int | bytes = fcntl.ioctl(self.fileno(), request, arg, True)
+        return result
 
     def read(self, n: int) -> bytes:
         return os.read(self.fileno(), n)

@@ -11,11 +11,14 @@ with the process's other fds and can be passed where the kernel expects an fd.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import threading
 
-from ioasid.backends.base import IoctlArg
+from ioasid.backends.base import IOCTL_BUFSZ, IoctlArg
 from ioasid.hw.memory import buffer_address, new_syscall
-from ioasid.kernel.machine import File, Kernel
+from ioasid.kernel.machine import Kernel
+from ioasid.kernel.private import File
 from ioasid.topology import Topology
 
 NAME = "sim"
@@ -53,6 +56,17 @@ def reset(topology: str | os.PathLike[str] | Topology | None = None) -> Kernel:
     return _kernel
 
 
+_local = threading.local()
+
+
+def _scratch() -> ctypes.Array[ctypes.c_char]:
+    """This thread's ``fcntl.ioctl`` scratch buffer."""
+    buf: ctypes.Array[ctypes.c_char] | None = getattr(_local, "scratch", None)
+    if buf is None:
+        buf = _local.scratch = ctypes.create_string_buffer(IOCTL_BUFSZ)
+    return buf
+
+
 class SimHandle:
     """An open file of the simulated kernel."""
 
@@ -69,14 +83,41 @@ class SimHandle:
             raise ValueError(f"{self.path}: I/O operation on a closed handle")
         return self._fd
 
-    def ioctl(self, request: int, arg: IoctlArg = 0) -> int:
+    def ioctl(self, request: int, arg: IoctlArg = 0) -> int | bytes:
+        """``fcntl.ioctl(fd, request, arg, True)`` on the simulated file: an ``int`` is a raw
+        user pointer; a buffer of up to ``IOCTL_BUFSZ`` bytes goes through a scratch copy
+        (copied back after the call, on failure too; a ``bytes`` argument gets the copy
+        back as the result); a larger mutable buffer is passed as it is."""
         self.fileno()
-        new_syscall()
+        k = self.kernel
         if isinstance(arg, int):
-            return self.file.ioctl(request, arg)
-        if isinstance(arg, memoryview):
-            arg = arg.cast("B")
-        return self.file.ioctl(request, buffer_address(arg))
+            with k.lock:
+                new_syscall()
+                return self.file.ioctl(request, arg)
+        view = memoryview(arg).cast("B")
+        n = len(view)
+        if n > IOCTL_BUFSZ:
+            if view.readonly:
+                raise ValueError("ioctl string arg too long")
+            with k.lock:
+                new_syscall()
+                addr = buffer_address(view)
+                with k.trusted_user_memory(addr, n):
+                    return self.file.ioctl(request, addr)
+        with k.lock:
+            new_syscall()
+            scratch = _scratch()
+            ctypes.memset(scratch, 0, IOCTL_BUFSZ)
+            ctypes.memmove(scratch, view.tobytes(), n)
+            addr = ctypes.addressof(scratch)
+            try:
+                with k.trusted_user_memory(addr, IOCTL_BUFSZ):
+                    ret = self.file.ioctl(request, addr)
+            finally:
+                out = ctypes.string_at(scratch, n)
+                if not view.readonly:
+                    view[:] = out
+        return out if view.readonly else ret
 
     def read(self, n: int) -> bytes:
         raise OSError(22, f"{self.path}: read is not supported")
@@ -85,32 +126,37 @@ class SimHandle:
         raise OSError(22, f"{self.path}: write is not supported")
 
     def pread(self, n: int, offset: int) -> bytes:
-        new_syscall()
+        self.fileno()
         pread = getattr(self.file, "pread", None)
         if pread is None:
             raise OSError(22, f"{self.path}: pread is not supported")
-        return bytes(pread(n, offset))
+        with self.kernel.lock:
+            new_syscall()
+            return bytes(pread(n, offset))
 
     def pwrite(self, data: bytes, offset: int) -> int:
-        new_syscall()
+        self.fileno()
         pwrite = getattr(self.file, "pwrite", None)
         if pwrite is None:
             raise OSError(22, f"{self.path}: pwrite is not supported")
-        return int(pwrite(data, offset))
+        with self.kernel.lock:
+            new_syscall()
+            return int(pwrite(data, offset))
 
     def close(self) -> None:
         """Close the fd and release the file. If the number was already closed behind our
         back (``os.close(handle.fileno())``) and reused, the new owner's fd is left alone."""
         if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            self.kernel.files.pop(fd, None)
-            try:
-                ours = os.fstat(fd).st_ino == self._ino
-            except OSError:
-                ours = False
-            if ours:
-                os.close(fd)
-            self.file.release()
+            with self.kernel.lock:
+                fd, self._fd = self._fd, -1
+                self.kernel.files.pop(fd, None)
+                try:
+                    ours = os.fstat(fd).st_ino == self._ino
+                except OSError:
+                    ours = False
+                if ours:
+                    os.close(fd)
+                self.file.release()
 
     @property
     def closed(self) -> bool:
@@ -134,4 +180,5 @@ def open(path: str = "/dev/iommu", flags: int = os.O_RDWR) -> SimHandle:
     """Open a device node of the simulated host (``/dev/iommu``, ``/dev/vfio/vfio``,
     ``/dev/vfio/devices/vfioN``)."""
     k = kernel()
-    return SimHandle(path, k, k.open(path))
+    with k.lock:
+        return SimHandle(path, k, k.open(path))

@@ -22,7 +22,6 @@ import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace
 from ioasid.kernel.errors import fail
@@ -30,10 +29,7 @@ from ioasid.kernel.io_pagetable import IOMMU_READ, IOMMU_WRITE, Area
 from ioasid.kernel.ioas import Ioas
 from ioasid.kernel.objects import IommufdObject, ObjType
 from ioasid.kernel.pages import ULONG_MAX, AddressType, IoptPages
-
-if TYPE_CHECKING:
-    from ioasid.kernel.machine import Kernel
-    from ioasid.kernel.main import IommufdCtx
+from ioasid.kernel.private import IommufdCtx, Machine
 
 IOMMUFD_ACCESS_RW_READ = 0
 IOMMUFD_ACCESS_RW_WRITE = 1 << 0
@@ -61,7 +57,7 @@ class Access(IommufdObject):
 
     TYPE = ObjType.ACCESS
 
-    def __init__(self, ictx: IommufdCtx | None, ops: AccessOps | None, kernel: Kernel) -> None:
+    def __init__(self, ictx: IommufdCtx | None, ops: AccessOps | None, kernel: Machine) -> None:
         super().__init__()
         self.ictx = ictx
         self.ops = ops
@@ -322,7 +318,7 @@ def _check_area_prot(area: Area, flags: int) -> None:
 
 
 def area_add_access(
-    kernel: Kernel, area: Area, start_index: int, last_index: int, flags: int, lock_area: bool
+    kernel: Machine, area: Area, start_index: int, last_index: int, flags: int, lock_area: bool
 ) -> list[int]:
     """``iopt_area_add_access``: WRITE on read-only pages → EPERM; a dma-buf → EINVAL; an
     access of exactly this page range already there shares its pins; otherwise the pages
@@ -364,7 +360,7 @@ def area_remove_access(area: Area, start_index: int, last_index: int, unlock_are
     pages.unpin(start_index, last_index)
 
 
-def _pfns(kernel: Kernel, pages: IoptPages, first: int, last: int) -> list[int]:
+def _pfns(kernel: Machine, pages: IoptPages, first: int, last: int) -> list[int]:
     out: list[int] = []
     for pa, nbytes in pages.phys_runs(
         kernel.phys, first * PAGE_SIZE, (last - first + 1) * PAGE_SIZE
@@ -374,7 +370,7 @@ def _pfns(kernel: Kernel, pages: IoptPages, first: int, last: int) -> list[int]:
 
 
 def pages_rw_access(
-    kernel: Kernel, pages: IoptPages, start_byte: int, data: memoryview, flags: int
+    kernel: Machine, pages: IoptPages, start_byte: int, data: memoryview, flags: int
 ) -> None:
     """``iopt_pages_rw_access``: WRITE to read-only pages → EPERM; a dma-buf → EINVAL; file
     pages → the slow path; user pages from another mm (or SLOW_PATH) → one page: read
@@ -419,7 +415,7 @@ def _copy_user(pages: IoptPages, va: int, data: memoryview, flags: int) -> None:
 
 
 def _rw_page(
-    kernel: Kernel, pages: IoptPages, start_byte: int, data: memoryview, flags: int
+    kernel: Machine, pages: IoptPages, start_byte: int, data: memoryview, flags: int
 ) -> None:
     """``iopt_pages_rw_page``: one page through ``pin_user_pages_remote`` of the mapper's
     mm (``FOLL_WRITE`` for a write: EFAULT where that pin fails); a dead mm takes the
@@ -432,7 +428,7 @@ def _rw_page(
 
 
 def _rw_slow(
-    kernel: Kernel, pages: IoptPages, start_byte: int, data: memoryview, flags: int
+    kernel: Machine, pages: IoptPages, start_byte: int, data: memoryview, flags: int
 ) -> None:
     """``iopt_pages_rw_slow``: the ``pfn_reader`` view, as a domain would see it. Pages
     already pinned are read from their frames; the others are pinned for the copy only
@@ -502,7 +498,7 @@ def _check_user_pinnable(pages: IoptPages, first: int, last: int) -> None:
 
 
 def _copy_frames(
-    kernel: Kernel, pages: IoptPages, start_byte: int, data: memoryview, flags: int
+    kernel: Machine, pages: IoptPages, start_byte: int, data: memoryview, flags: int
 ) -> None:
     pos = 0
     for pa, nbytes in pages.phys_runs(kernel.phys, start_byte, len(data)):

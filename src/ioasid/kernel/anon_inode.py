@@ -6,7 +6,7 @@ one: ``close(fd)`` destroys it. On the real kernel the last ``close`` calls the 
 ``release``. The simulated kernel cannot see a raw ``os.close``, so each such file is a
 real ``memfd`` of this process (a real, unique fd number, never reused while open, and a
 unique inode) and the kernel notices the close the next time it is entered:
-:func:`reap` runs at every ioctl of the simulated ``/dev/iommu`` (and wherever the sim's
+:meth:`AnonInodes.reap` runs at every ioctl of the simulated ``/dev/iommu`` (and wherever the sim's
 state is read from outside, e.g. :mod:`ioasid.testing.process`) and calls ``release`` for
 every file no descriptor of this process refers to any more. ``dup``'d descriptors keep the
 file open, as they do on Linux. Between the ``close`` and the next entry nothing can observe
@@ -17,15 +17,10 @@ from __future__ import annotations
 
 import errno
 import os
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ioasid.kernel.errors import fail
-
-if TYPE_CHECKING:
-    from ioasid.kernel.machine import Kernel
 
 
 @dataclass(eq=False)
@@ -99,21 +94,3 @@ class AnonInodes:
                 f.fd = int(name)
                 return True
         return False
-
-
-_REGISTRIES: weakref.WeakKeyDictionary[Kernel, AnonInodes] = weakref.WeakKeyDictionary()
-
-
-def anon_inodes(kernel: Kernel) -> AnonInodes:
-    """The registry of ``kernel`` (created on first use)."""
-    reg = _REGISTRIES.get(kernel)
-    if reg is None:
-        reg = _REGISTRIES[kernel] = AnonInodes()
-    return reg
-
-
-def reap(kernel: Kernel) -> None:
-    """Run the releases of the anonymous files of ``kernel`` that were closed."""
-    reg = _REGISTRIES.get(kernel)
-    if reg is not None:
-        reg.reap()

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ioasid import uapi
 from ioasid.hw.iommu import IommuUnit
 from ioasid.hw.pagetable.base import HwError
 from ioasid.kernel.errors import KernelError, fail
 from ioasid.kernel.hw_pagetable import (
+    PAGING_VALID_FLAGS,
     AnyDomain,
     HwPagetable,
     HwptPaging,
@@ -32,14 +33,11 @@ from ioasid.kernel.hw_pagetable import (
     UserData,
     find_hwpt_paging,
     hw_pagetable_put,
-    hwpt_paging_alloc,
+    hwpt_paging_enforce_cc,
 )
 from ioasid.kernel.ioas import Ioas
-from ioasid.kernel.main import IommufdCtx, Ucmd
 from ioasid.kernel.objects import IommufdObject, ObjType
-
-if TYPE_CHECKING:
-    from ioasid.kernel.machine import Kernel
+from ioasid.kernel.private import IommufdCtx, Machine, Ucmd
 
 IOMMU_NO_PASID = 0
 
@@ -54,7 +52,7 @@ class IommuDriver:
     """``ops->domain_alloc_nested`` exists."""
     user_pasid_table = False
 
-    def __init__(self, kernel: Kernel, unit: IommuUnit, rid: int) -> None:
+    def __init__(self, kernel: Machine, unit: IommuUnit, rid: int) -> None:
         self.kernel = kernel
         self.unit = unit
         self.rid = rid
@@ -492,6 +490,49 @@ def device_do_replace(idev: Device, pasid: int, hwpt: HwPagetable) -> HwPagetabl
 AttachFn = Callable[[Device, int, HwPagetable], "HwPagetable | None"]
 
 
+def hwpt_paging_alloc(
+    ucmd_or_ctx: Any,
+    ioas: Ioas,
+    idev: Device,
+    pasid: int,
+    flags: int,
+    immediate_attach: bool,
+    user_data: UserData | None,
+) -> HwptPaging:
+    """``iommufd_hwpt_paging_alloc``: unknown flags → EOPNOTSUPP; DIRTY_TRACKING on a device
+    without ``IOMMU_CAP_DIRTY_TRACKING`` → EOPNOTSUPP; FAULT_ID_VALID with NEST_PARENT →
+    EOPNOTSUPP; then the object (IOAS ref), the driver's domain (its errors), coherency,
+    the immediate attach, ``iopt_table_add_domain`` (detach and abort on failure).
+
+    The object is returned allocated but not finalized, as in the kernel."""
+    ictx = idev.ictx
+    if flags & ~PAGING_VALID_FLAGS:
+        fail(errno.EOPNOTSUPP, f"HWPT_ALLOC: unknown flags {flags & ~PAGING_VALID_FLAGS:#x}")
+    if flags & uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not idev.driver.capable("DIRTY_TRACKING"):
+        fail(errno.EOPNOTSUPP, f"device {idev.id} has no IOMMU_CAP_DIRTY_TRACKING")
+    if flags & uapi.IOMMU_HWPT_FAULT_ID_VALID and flags & uapi.IOMMU_HWPT_ALLOC_NEST_PARENT:
+        fail(errno.EOPNOTSUPP, "a NEST_PARENT HWPT cannot have a fault queue (FAULT_ID_VALID)")
+    hwpt = ictx.objects.alloc(HwptPaging(ioas, flags))
+    try:
+        hwpt.domain = idev.driver.domain_alloc_paging(
+            ucmd_or_ctx, flags & ~uapi.IOMMU_HWPT_FAULT_ID_VALID, user_data
+        )
+        if idev.enforce_cache_coherency:
+            hwpt_paging_enforce_cc(hwpt)
+        if immediate_attach:
+            hw_pagetable_attach(hwpt, idev, pasid)
+        try:
+            hwpt.add_to_ioas()
+        except OSError:
+            if immediate_attach:
+                hw_pagetable_detach(idev, pasid)
+            raise
+    except OSError:
+        ictx.objects.abort(hwpt)
+        raise
+    return hwpt
+
+
 def device_auto_get_domain(
     idev: Device, pasid: int, ioas: Ioas, do_attach: AttachFn
 ) -> tuple[int, HwPagetable | None]:
@@ -572,10 +613,3 @@ def get_hw_info(ucmd: Ucmd) -> int:
     )
     ucmd.respond()
     return 0
-
-
-def hwpt_alloc(ucmd: Ucmd) -> int:
-    """``IOMMU_HWPT_ALLOC``: see :func:`ioasid.kernel.hw_pagetable.hwpt_alloc`."""
-    from ioasid.kernel.hw_pagetable import hwpt_alloc as _hwpt_alloc
-
-    return _hwpt_alloc(ucmd)

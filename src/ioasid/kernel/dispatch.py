@@ -1,20 +1,32 @@
-"""``iommufd_ioctl_ops[]``: which handler serves which command number."""
+"""``iommufd_ioctl_ops[]``: which handler serves which command number, and the size of its
+kernel struct."""
 
 from __future__ import annotations
 
+import ctypes
+
 from ioasid import uapi
-from ioasid.kernel import device, hw_pagetable, ioas, mock, vfio_compat, viommu
-from ioasid.kernel.main import Handler
+from ioasid.kernel import (
+    device,
+    eventq,
+    hw_pagetable,
+    hwpt_ioctl,
+    ioas,
+    mock,
+    vfio_compat,
+    viommu,
+)
+from ioasid.kernel.private import Handler
 from ioasid.uapi._abi import _IOC_NR
 
 _HANDLERS: dict[str, Handler] = {
     "IOMMU_DESTROY": ioas.destroy,
     "IOMMU_GET_HW_INFO": device.get_hw_info,
-    "IOMMU_HWPT_ALLOC": device.hwpt_alloc,
+    "IOMMU_HWPT_ALLOC": hwpt_ioctl.hwpt_alloc,
     "IOMMU_HWPT_SET_DIRTY_TRACKING": hw_pagetable.hwpt_set_dirty_tracking,
     "IOMMU_HWPT_GET_DIRTY_BITMAP": hw_pagetable.hwpt_get_dirty_bitmap,
-    "IOMMU_HWPT_INVALIDATE": hw_pagetable.hwpt_invalidate,
-    "IOMMU_FAULT_QUEUE_ALLOC": viommu.fault_queue_alloc,
+    "IOMMU_HWPT_INVALIDATE": hwpt_ioctl.hwpt_invalidate,
+    "IOMMU_FAULT_QUEUE_ALLOC": eventq.fault_alloc,
     "IOMMU_VIOMMU_ALLOC": viommu.viommu_alloc,
     "IOMMU_VDEVICE_ALLOC": viommu.vdevice_alloc,
     "IOMMU_VEVENTQ_ALLOC": viommu.veventq_alloc,
@@ -34,8 +46,8 @@ _HANDLERS: dict[str, Handler] = {
 
 _HANDLERS["IOMMU_TEST_CMD"] = mock.iommufd_test
 
-TABLE: dict[int, tuple[uapi.IoctlDef, Handler]] = {
-    op.nr: (op, _HANDLERS[op.name])
+TABLE: dict[int, tuple[uapi.IoctlDef, Handler, int]] = {
+    op.nr: (op, _HANDLERS[op.name], ctypes.sizeof(op.struct))
     for op in (*uapi.IOMMUFD_IOCTLS, uapi.IOMMU_TEST_IOCTL)
     if op.name in _HANDLERS
 }

@@ -15,16 +15,13 @@ from __future__ import annotations
 import ctypes
 import errno
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ioasid import uapi
-from ioasid.kernel.anon_inode import AnonFile, anon_inodes
+from ioasid.kernel.anon_inode import AnonFile
+from ioasid.kernel.device import AttachHandle, Device
 from ioasid.kernel.errors import fail
-from ioasid.kernel.main import IommufdCtx, Ucmd
 from ioasid.kernel.objects import IommufdObject, ObjType
-
-if TYPE_CHECKING:
-    from ioasid.kernel.device import AttachHandle, Device
+from ioasid.kernel.private import IommufdCtx, Machine, Ucmd
 
 FAULT_FILE_NAME = "[iommufd-pgfault]"
 FAULT_SIZE = ctypes.sizeof(uapi.iommu_hwpt_pgfault)
@@ -154,7 +151,7 @@ def fault_alloc(ucmd: Ucmd) -> int:
         fail(errno.EOPNOTSUPP, "IOMMU_FAULT_QUEUE_ALLOC: flags must be 0")
     ictx = ucmd.ictx
     fault = ictx.objects.alloc(Fault(ictx))
-    anon = anon_inodes(ictx.kernel)
+    anon = ictx.kernel.anon_inodes
     fdno = anon.get_unused_fd(FAULT_FILE_NAME)
     file = FaultFile(fault)
     fault.users += 1
@@ -173,12 +170,9 @@ def fault_alloc(ucmd: Ucmd) -> int:
     return 0
 
 
-def fault_file(kernel: object, fd: int) -> FaultFile | None:
+def fault_file(kernel: Machine, fd: int) -> FaultFile | None:
     """The fault queue file ``fd`` refers to (for ``read``/``write`` on the sim backend)."""
-    from ioasid.kernel.machine import Kernel
-
-    assert isinstance(kernel, Kernel)
-    f = anon_inodes(kernel).fget(fd)
+    f = kernel.anon_inodes.fget(fd)
     return f.private_data if f is not None and isinstance(f.private_data, FaultFile) else None
 
 

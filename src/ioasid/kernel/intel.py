@@ -9,7 +9,6 @@ simulated device answers ``IOMMU_GET_HW_INFO`` as the edu device does there.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
 
 from ioasid import uapi
 from ioasid.hw.iommu import IommuCaps, IommuUnit
@@ -17,9 +16,7 @@ from ioasid.kernel.device import IommuDriver
 from ioasid.kernel.errors import fail
 from ioasid.kernel.hw_pagetable import AnyDomain
 from ioasid.kernel.ownership import GroupState
-
-if TYPE_CHECKING:
-    from ioasid.kernel.machine import Kernel
+from ioasid.kernel.private import Machine
 
 QEMU_CAP_REG = 0xD2008C222F0606
 QEMU_ECAP_REG = 0x480080F00F4A
@@ -72,7 +69,7 @@ class VtdDriver(IommuDriver):
 
     def __init__(
         self,
-        kernel: Kernel,
+        kernel: Machine,
         unit: VtdUnit,
         rid: int,
         pasid_log2: int = 0,

@@ -23,10 +23,10 @@ from ioasid.kernel.io_pagetable import (
     PagesSlice,
     syz_conv_iova,
 )
-from ioasid.kernel.main import Ucmd, check_reserved
 from ioasid.kernel.objects import IommufdObject, ObjType
 from ioasid.kernel.pages import ULONG_MAX, AccountMode, AddressType, IoptPages, charge
-from ioasid.kernel.process import Task
+from ioasid.kernel.private import Ucmd, check_reserved
+from ioasid.kernel.process import CAP_SYS_RAWIO, CAP_SYS_RESOURCE, Task
 
 U64_MAX = (1 << 64) - 1
 MAP_FLAGS = (
@@ -349,8 +349,6 @@ def ioas_change_process(ucmd: Ucmd) -> int:
 def option_rlimit_mode(ucmd: Ucmd) -> None:
     """``iommufd_option_rlimit_mode``: object_id → EOPNOTSUPP; SET: no CAP_SYS_RESOURCE →
     EPERM, any object → EBUSY, value not 0/1 → EINVAL; other op → EOPNOTSUPP."""
-    from ioasid.kernel.process import CAP_SYS_RESOURCE
-
     cmd, ictx = ucmd.cmd, ucmd.ictx
     if cmd.object_id:
         fail(errno.EOPNOTSUPP, "IOMMU_OPTION_RLIMIT_MODE is global: object_id must be 0")
@@ -433,8 +431,6 @@ def ioas_noiommu_get_pa(ucmd: Ucmd) -> int:
     EOPNOTSUPP; length 0 → EINVAL; iova ≥ ULONG_MAX → EOVERFLOW; IOAS → ENOENT; no area at
     iova → ENOENT; an area not backed by a no-IOMMU domain → EOPNOTSUPP (the simulated host
     has no no-IOMMU devices, so that is where every lookup ends)."""
-    from ioasid.kernel.process import CAP_SYS_RAWIO
-
     cmd = ucmd.cmd
     if not ucmd.ictx.kernel.processes.current.capable(CAP_SYS_RAWIO):
         fail(errno.EPERM, "IOMMU_IOAS_NOIOMMU_GET_PA needs CAP_SYS_RAWIO")

@@ -1,42 +1,53 @@
 """The simulated host's kernel: open files, processes, and user-memory access.
 
 One :class:`Kernel` is shared by every handle the ``sim`` backend opens, as one kernel serves
-every open of ``/dev/iommu`` on a real host.
+every open of ``/dev/iommu`` on a real host. It is the top of the kernel package: it boots the
+host (units, drivers, groups, cdevs) and implements :class:`ioasid.kernel.private.Machine`,
+the interface the rest of the kernel sees.
+
+Locking: every entry into the simulated kernel (an ioctl, read, write, release, a device's
+DMA) runs under :attr:`Kernel.lock`, so each call is atomic with respect to every other and
+the answers are linearizable, as the kernel's locks make them; shared per-mm and per-user
+accounting stays exact across threads and, through the bridge, processes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
-from typing import TYPE_CHECKING, Protocol
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from ioasid import topology as topo_mod
+from ioasid.hw.devices.edu import EDU_DEVICE, EDU_VENDOR, EduDevice
 from ioasid.hw.dma import DmaEngine
 from ioasid.hw.iommu import IommuUnit
 from ioasid.hw.memory import PhysMap
-from ioasid.hw.pci import PciFunction
+from ioasid.hw.pci import Fabric, FabricDma, PciFunction
+from ioasid.kernel.anon_inode import AnonInodes
+from ioasid.kernel.device import IommuDriver
 from ioasid.kernel.errors import fail
+from ioasid.kernel.intel import SERVER_CAP_REG, SERVER_ECAP_REG, VtdDriver, VtdUnit
+from ioasid.kernel.main import open_iommufd
+from ioasid.kernel.ownership import DRIVER_MANAGED_DMA, GroupState
+from ioasid.kernel.private import File
 from ioasid.kernel.process import MmStruct, Processes
-
-if TYPE_CHECKING:
-    from ioasid.kernel.device import IommuDriver
-    from ioasid.kernel.ownership import GroupState
-    from ioasid.kernel.vfio_device import VfioPciDevice
-    from ioasid.topology import Bdf, Topology
-
-
-class File(Protocol):
-    """What ``struct file_operations`` a simulated character device offers."""
-
-    def ioctl(self, cmd: int, arg: int) -> int: ...
-
-    def release(self) -> None: ...
+from ioasid.kernel.vfio_device import VfioDeviceFile, VfioPciDevice
+from ioasid.topology import Bdf, Topology
+from ioasid.topology.audit import p2p_domains, pasid_eligibility
 
 
 class Kernel:
     """The simulated kernel's global state."""
 
     def __init__(self, topology: Topology | None = None) -> None:
+        self.lock = threading.RLock()
+        """The one lock of the simulated kernel: held for the whole of every entry."""
         self.processes = Processes()
+        self.anon_inodes = AnonInodes()
+        self._trusted = (1, 0)
         self.files: dict[int, File] = {}
         self.phys = PhysMap()
         self.mock_units: dict[tuple[bool, bool], IommuUnit] = {}
@@ -57,8 +68,6 @@ class Kernel:
 
     def add_vfio_pci(self, function: PciFunction, driver: IommuDriver) -> VfioPciDevice:
         """Bind ``function`` to vfio-pci: it appears as ``/dev/vfio/devices/vfioN``."""
-        from ioasid.kernel.vfio_device import VfioPciDevice
-
         vdev = VfioPciDevice(self, len(self.vfio_devices), function, driver)
         self.vfio_devices.append(vdev)
         return vdev
@@ -69,13 +78,6 @@ class Kernel:
         (``/dev/vfio/devices/vfioN``, in probe order). QEMU's edu device sits behind a
         VT-d unit as QEMU presents it (``dmar0``); everything else behind a server-class
         unit (``dmar1``: snoop control, nesting, 20-bit PASIDs, dirty tracking)."""
-        from ioasid import topology as topo_mod
-        from ioasid.hw.devices.edu import EDU_DEVICE, EDU_VENDOR, EduDevice
-        from ioasid.hw.pci import Fabric, FabricDma
-        from ioasid.kernel.intel import SERVER_CAP_REG, SERVER_ECAP_REG, VtdDriver, VtdUnit
-        from ioasid.kernel.ownership import DRIVER_MANAGED_DMA, GroupState
-        from ioasid.topology.audit import p2p_domains, pasid_eligibility
-
         topo = topo_mod.default_host() if topology is None else topology
         grouping = topo_mod.group(topo)
         self.topology, self.grouping = topo, grouping
@@ -129,27 +131,41 @@ class Kernel:
         """Long-term pins held on the page at virtual page number ``vpn`` of ``mm``."""
         return mm.page_pins.get(vpn)
 
+    @contextmanager
+    def trusted_user_memory(self, addr: int, length: int) -> Iterator[None]:
+        """While the caller's own ioctl buffer ``[addr, addr+length)`` is in use, copies
+        wholly inside it are plain ``memmove`` (it is known mapped and writable); every
+        other user address is still probed and can fault."""
+        saved, self._trusted = self._trusted, (addr, addr + length)
+        try:
+            yield
+        finally:
+            self._trusted = saved
+
     def copy_from_user(self, addr: int, length: int) -> bytes:
+        lo, hi = self._trusted
+        if lo <= addr and addr + length <= hi and length >= 0:
+            return ctypes.string_at(addr, length)
         if addr == 0 and length:
             fail(errno.EFAULT, f"NULL user pointer for {length} bytes")
         return self.processes.current.mm.aspace.read(addr, length)
 
-    def copy_to_user(self, addr: int, data: bytes) -> None:
+    def copy_to_user(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        lo, hi = self._trusted
+        if lo <= addr and addr + len(data) <= hi:
+            ctypes.memmove(addr, bytes(data), len(data))
+            return
         if addr == 0 and data:
             fail(errno.EFAULT, f"NULL user pointer for {len(data)} bytes")
         self.processes.current.mm.aspace.write(addr, data)
 
     def open(self, path: str) -> File:
         """``open(2)`` of one of the simulated device nodes."""
-        from ioasid.kernel.main import IommufdCtx
-
         if path == "/dev/iommu":
-            return IommufdFile(IommufdCtx(self))
+            return open_iommufd(self)
         if path == "/dev/vfio/vfio":
-            return IommufdFile(IommufdCtx(self, vfio_container=True))
+            return open_iommufd(self, vfio_container=True)
         if path.startswith("/dev/vfio/devices/vfio"):
-            from ioasid.kernel.vfio_device import VfioDeviceFile
-
             suffix = path.removeprefix("/dev/vfio/devices/vfio")
             if suffix.isdigit() and int(suffix) < len(self.vfio_devices):
                 return VfioDeviceFile(self.vfio_devices[int(suffix)])
@@ -157,22 +173,6 @@ class Kernel:
 
     def fget(self, fd: int) -> File | None:
         return self.files.get(fd)
-
-
-class IommufdFile:
-    """``iommufd_fops``: ioctl goes to the context, release destroys its objects."""
-
-    def __init__(self, ictx: object) -> None:
-        from ioasid.kernel.main import IommufdCtx
-
-        assert isinstance(ictx, IommufdCtx)
-        self.ictx = ictx
-
-    def ioctl(self, cmd: int, arg: int) -> int:
-        return self.ictx.ioctl(cmd, arg)
-
-    def release(self) -> None:
-        self.ictx.release()
 
 
 def strerror(err: int) -> str:

@@ -17,7 +17,6 @@ op it does not know.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
 
 from ioasid import uapi
 from ioasid.hw.iommu import IommuCaps, IommuUnit
@@ -42,12 +41,10 @@ from ioasid.kernel.hw_pagetable import (
     copy_struct_from_user_array,
 )
 from ioasid.kernel.ioas import get_ioas
-from ioasid.kernel.main import Ucmd
+from ioasid.kernel.mock_access import ACCESS_OPS
 from ioasid.kernel.objects import IommufdObject, ObjType
 from ioasid.kernel.pages import FILE_PAGE_PINS, ULONG_MAX
-
-if TYPE_CHECKING:
-    from ioasid.kernel.machine import Kernel
+from ioasid.kernel.private import Machine, Ucmd
 
 MOCK_OPS = "mock"
 MOCK_PAGING_FLAGS = (
@@ -104,7 +101,7 @@ class MockDriver(IommuDriver):
     has_nested = True
     user_pasid_table = True
 
-    def __init__(self, kernel: Kernel, dev_flags: int = 0) -> None:
+    def __init__(self, kernel: Machine, dev_flags: int = 0) -> None:
         no_dirty = bool(dev_flags & uapi.MOCK_FLAGS_DEVICE_NO_DIRTY)
         pasid = bool(dev_flags & uapi.MOCK_FLAGS_DEVICE_PASID)
         key = (no_dirty, pasid)
@@ -555,8 +552,6 @@ def iommufd_test(ucmd: Ucmd) -> int:
     handler = _OPS.get(op)
     if handler is not None:
         return handler(ucmd)
-    from ioasid.kernel.mock_access import ACCESS_OPS
-
     if op in ACCESS_OPS:
         return ACCESS_OPS[op](ucmd)
     fail(errno.EOPNOTSUPP, f"IOMMU_TEST_CMD: op {op} is not supported by the simulated mock driver")

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from ioasid import uapi
 from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace
 from ioasid.kernel.access import Access, AccessOps, access_create, access_destroy
-from ioasid.kernel.anon_inode import AnonFile, anon_inodes
+from ioasid.kernel.anon_inode import AnonFile
 from ioasid.kernel.errors import fail
 from ioasid.kernel.io_pagetable import syz_conv_iova
-from ioasid.kernel.main import IommufdCtx, Ucmd
 from ioasid.kernel.pages import ULONG_MAX
+from ioasid.kernel.private import IommufdCtx, Ucmd
 
 EBADFD = 77
 """``EBADFD`` (not in Python's errno module on every platform)."""
@@ -70,7 +70,7 @@ class SelftestAccess:
 
 def _access_get(ucmd: Ucmd, fd: int) -> SelftestAccess:
     """``iommufd_access_get``: not an open fd, or not an access fd → EBADFD."""
-    file = anon_inodes(ucmd.ictx.kernel).fget(fd)
+    file = ucmd.ictx.kernel.anon_inodes.fget(fd)
     if file is None or not isinstance(file.private_data, SelftestAccess):
         fail(EBADFD, f"fd {fd} is not a selftest access (IOMMU_TEST_OP_CREATE_ACCESS) fd")
     staccess = file.private_data
@@ -87,7 +87,7 @@ def create_access(ucmd: Ucmd) -> int:
     flags = cmd.create_access.flags
     if flags & ~uapi.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES:
         fail(errno.EOPNOTSUPP, f"CREATE_ACCESS: unknown flags {flags:#x}")
-    anon = anon_inodes(ictx.kernel)
+    anon = ictx.kernel.anon_inodes
     pin = bool(flags & uapi.MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES)
     staccess = SelftestAccess(ictx, pin_ops=pin)
     fdno = anon.get_unused_fd("[iommufd_test_staccess]")

@@ -14,8 +14,9 @@ from ioasid.hw.memory import PAGE_SIZE
 from ioasid.kernel.errors import fail
 from ioasid.kernel.io_pagetable import IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE, cut_iova
 from ioasid.kernel.ioas import Ioas, _map_common, get_ioas
-from ioasid.kernel.main import IommufdCtx, Ucmd, check_reserved
 from ioasid.kernel.pages import ULONG_MAX, IoptPages
+from ioasid.kernel.private import IommufdCtx, Ucmd, check_reserved
+from ioasid.kernel.process import CAP_SYS_RAWIO
 
 VFIO_API_VERSION = 0
 
@@ -122,8 +123,6 @@ def check_extension(ictx: IommufdCtx, ext: int) -> int:
 def set_iommu(ictx: IommufdCtx, type_: int) -> int:
     """``VFIO_SET_IOMMU``: only TYPE1/TYPE1v2 (EINVAL); no compat IOAS → ENODEV; TYPE1 turns
     huge pages off so any range can later be unmapped."""
-    from ioasid.kernel.process import CAP_SYS_RAWIO
-
     if type_ == uapi.VFIO_NOIOMMU_IOMMU and ictx.no_iommu_mode:
         if not ictx.kernel.processes.current.capable(CAP_SYS_RAWIO):
             fail(errno.EPERM, "VFIO_SET_IOMMU(NOIOMMU) needs CAP_SYS_RAWIO")

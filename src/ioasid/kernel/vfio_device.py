@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import TYPE_CHECKING
 
 from ioasid import uapi
 from ioasid.hw.dma import DmaFault
@@ -20,10 +19,8 @@ from ioasid.hw.pagetable.base import FaultReason
 from ioasid.hw.pci import PciFunction
 from ioasid.kernel.device import Device, IommuDriver
 from ioasid.kernel.errors import fail
+from ioasid.kernel.private import Machine, check_zeroed_user, iommufd_ctx_from_file
 from ioasid.uapi import sim as simapi
-
-if TYPE_CHECKING:
-    from ioasid.kernel.machine import Kernel
 
 VFIO_PCI_OFFSET_SHIFT = 40
 _FAULT_CODES = {
@@ -51,7 +48,7 @@ class VfioPciDevice:
     """A PCI function bound to ``vfio-pci``: what every open of its cdev shares."""
 
     def __init__(
-        self, kernel: Kernel, index: int, function: PciFunction, driver: IommuDriver
+        self, kernel: Machine, index: int, function: PciFunction, driver: IommuDriver
     ) -> None:
         self.kernel = kernel
         self.index = index
@@ -102,16 +99,14 @@ class VfioDeviceFile:
         """``vfio_df_ioctl_bind_iommufd``: argsz < minsz → EINVAL; bytes past the struct
         non-zero → E2BIG; iommufd < 0 or unknown flags → EINVAL; already bound → EINVAL;
         not an iommufd → EBADF/EINVAL; then ``iommufd_device_bind``; ``out_devid``."""
-        from ioasid.kernel.machine import IommufdFile
-
         st = uapi.vfio_device_bind_iommufd
         minsz = st.offsetofend("out_devid")
         argsz = int.from_bytes(self.kernel.copy_from_user(arg, 4), "little")
         if argsz < minsz:
             fail(errno.EINVAL, f"VFIO_DEVICE_BIND_IOMMUFD: argsz {argsz} < {minsz}")
-        raw = self.kernel.copy_from_user(arg, argsz)
         ksize = ctypes.sizeof(st)
-        if argsz > ksize and any(raw[ksize:]):
+        raw = self.kernel.copy_from_user(arg, min(argsz, ksize))
+        if argsz > ksize and not check_zeroed_user(self.kernel, arg + ksize, argsz - ksize):
             fail(errno.E2BIG, "VFIO_DEVICE_BIND_IOMMUFD: bytes past the struct are not zero")
         bind = st.from_bytes(raw)
         if bind.iommufd < 0 or bind.flags & ~uapi.VFIO_DEVICE_BIND_FLAG_TOKEN:
@@ -121,19 +116,27 @@ class VfioDeviceFile:
         file = self.kernel.fget(bind.iommufd)
         if file is None and not _is_open(bind.iommufd):
             fail(errno.EBADF, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not open")
-        if not isinstance(file, IommufdFile):
+        ictx = iommufd_ctx_from_file(file)
+        if ictx is None:
             fail(errno.EBADFD, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not an iommufd")
         group = getattr(self.vdev.driver, "group", None)
         if group is not None:
-            group.claim_dma_owner(file.ictx, str(self.vdev.function.bdf))
+            group.claim_dma_owner(ictx, str(self.vdev.function.bdf))
         try:
-            idev = Device.bind(file.ictx, self.vdev.driver)
+            idev = Device.bind(ictx, self.vdev.driver)
         except OSError:
             if group is not None:
                 group.release_dma_owner()
             raise
         off = st.offsetof("out_devid")
-        self.kernel.copy_to_user(arg + off, idev.id.to_bytes(4, "little"))
+        try:
+            self.kernel.copy_to_user(arg + off, idev.id.to_bytes(4, "little"))
+        except OSError:
+            # out_close_device: vfio_df_close() unbinds again
+            idev.unbind()
+            if group is not None:
+                group.release_dma_owner()
+            raise
         self.idev = idev
         self.vdev.bound = self
         return 0

@@ -6,18 +6,15 @@ checks and lookups the kernel makes first. Creating these objects is not simulat
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from ioasid import uapi
-from ioasid.kernel.device import get_device
+from ioasid.kernel.device import Device, get_device
 from ioasid.kernel.errors import fail
-from ioasid.kernel.main import Ucmd
+from ioasid.kernel.hw_pagetable import HwptNested, UserData, UserDataArray
 from ioasid.kernel.objects import IommufdObject, ObjType
 from ioasid.kernel.pages import ULONG_MAX
-
-if TYPE_CHECKING:
-    from ioasid.kernel.device import Device
-    from ioasid.kernel.hw_pagetable import HwptNested, UserData, UserDataArray
+from ioasid.kernel.private import Ucmd
 
 VEVENTQ_MAX_DEPTH = 1 << 19
 
@@ -83,13 +80,6 @@ def hw_queue_alloc(ucmd: Ucmd) -> int:
         fail(errno.EOVERFLOW, "IOMMU_HW_QUEUE_ALLOC: nesting_parent_iova + length overflows")
     get_viommu(ucmd, cmd.viommu_id)
     _not_simulated("HW queue")
-
-
-def fault_queue_alloc(ucmd: Ucmd) -> int:
-    """``IOMMU_FAULT_QUEUE_ALLOC``: see :func:`ioasid.kernel.eventq.fault_alloc`."""
-    from ioasid.kernel.eventq import fault_alloc
-
-    return fault_alloc(ucmd)
 
 
 def viommu_alloc_hwpt_nested(

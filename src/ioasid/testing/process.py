@@ -119,9 +119,9 @@ def _proc_status(pid: int, var: str) -> int:
 def _reap(backend: ModuleType) -> None:
     """Let the simulated kernel see descriptors closed with a plain ``os.close`` (e.g. an
     access fd) before its counters are read."""
-    from ioasid.kernel.anon_inode import reap
-
-    reap(backend.kernel())
+    k = backend.kernel()
+    with k.lock:
+        k.anon_inodes.reap()
 
 
 def _vm_kb(backend: ModuleType, pid: int, var: str, counter: str) -> int:
