@@ -17,6 +17,7 @@ import threading
 
 from ioasid.backends.base import IOCTL_BUFSZ, IoctlArg
 from ioasid.hw.memory import buffer_address, new_syscall
+from ioasid.kernel.errors import bug
 from ioasid.kernel.machine import Kernel
 from ioasid.kernel.private import File
 from ioasid.topology import Topology
@@ -93,17 +94,27 @@ class SimHandle:
         if isinstance(arg, int):
             with k.lock:
                 new_syscall()
-                return self.file.ioctl(request, arg)
+                try:
+                    return self.file.ioctl(request, arg)
+                except OSError:
+                    raise
+                except Exception as e:
+                    raise bug(e) from e
         view = memoryview(arg).cast("B")
         n = len(view)
         if n > IOCTL_BUFSZ:
             if view.readonly:
                 raise ValueError("ioctl string arg too long")
+            addr = buffer_address(view)
             with k.lock:
                 new_syscall()
-                addr = buffer_address(view)
-                with k.trusted_user_memory(addr, n):
-                    return self.file.ioctl(request, addr)
+                try:
+                    with k.trusted_user_memory(addr, n):
+                        return self.file.ioctl(request, addr)
+                except OSError:
+                    raise
+                except Exception as e:
+                    raise bug(e) from e
         with k.lock:
             new_syscall()
             scratch = _scratch()
@@ -113,6 +124,10 @@ class SimHandle:
             try:
                 with k.trusted_user_memory(addr, IOCTL_BUFSZ):
                     ret = self.file.ioctl(request, addr)
+            except OSError:
+                raise
+            except Exception as e:
+                raise bug(e) from e
             finally:
                 out = ctypes.string_at(scratch, n)
                 if not view.readonly:

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 
 from ioasid.kernel.errors import fail
 
+FD_LIMIT = 1 << 31
+"""Descriptors are C ``int``: a number at or above this is no descriptor (``EBADF``)."""
+
 
 @dataclass(eq=False)
 class AnonFile:
@@ -58,7 +61,10 @@ class AnonInodes:
         self.files[file.key] = file
 
     def fget(self, fd: int) -> AnonFile | None:
-        """``fget``: the anonymous file ``fd`` refers to, or ``None``."""
+        """``fget``: the anonymous file ``fd`` refers to, or ``None`` (also for a number no
+        descriptor can have: the kernel's ``fget`` of an ``int`` beyond the table)."""
+        if not 0 <= fd < FD_LIMIT:
+            return None
         try:
             st = os.fstat(fd)
         except OSError:
@@ -76,6 +82,8 @@ class AnonInodes:
 
     @staticmethod
     def _key_of(fd: int) -> tuple[int, int] | None:
+        if not 0 <= fd < FD_LIMIT:
+            return None
         try:
             st = os.fstat(fd)
         except OSError:

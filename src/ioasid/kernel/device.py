@@ -601,7 +601,7 @@ def get_hw_info(ucmd: Ucmd) -> int:
     kernel = ucmd.ictx.kernel
     kernel.copy_to_user(cmd.data_uptr, data[:copy_len])
     if copy_len < cmd.data_len:
-        kernel.copy_to_user(cmd.data_uptr + copy_len, bytes(cmd.data_len - copy_len))
+        kernel.clear_user(cmd.data_uptr + copy_len, cmd.data_len - copy_len)
     cmd.data_len = len(data)
     cmd.out_capabilities = 0
     if idev.driver.capable("DIRTY_TRACKING"):

@@ -32,7 +32,7 @@ from ioasid.kernel.errors import fail
 from ioasid.kernel.intel import SERVER_CAP_REG, SERVER_ECAP_REG, VtdDriver, VtdUnit
 from ioasid.kernel.main import open_iommufd
 from ioasid.kernel.ownership import DRIVER_MANAGED_DMA, GroupState
-from ioasid.kernel.private import File
+from ioasid.kernel.private import USER_CHUNK, File
 from ioasid.kernel.process import MmStruct, Processes
 from ioasid.kernel.vfio_device import VfioDeviceFile, VfioPciDevice
 from ioasid.topology import Bdf, Topology
@@ -158,6 +158,14 @@ class Kernel:
         if addr == 0 and data:
             fail(errno.EFAULT, f"NULL user pointer for {len(data)} bytes")
         self.processes.current.mm.aspace.write(addr, data)
+
+    def clear_user(self, addr: int, length: int) -> None:
+        zeros = bytes(min(length, USER_CHUNK))
+        end = addr + length
+        while addr < end:
+            n = min(USER_CHUNK, end - addr)
+            self.copy_to_user(addr, zeros[:n] if n < len(zeros) else zeros)
+            addr += n
 
     def open(self, path: str) -> File:
         """``open(2)`` of one of the simulated device nodes."""

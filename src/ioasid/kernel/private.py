@@ -54,6 +54,11 @@ class Machine(Protocol):
 
     def copy_to_user(self, addr: int, data: bytes | bytearray | memoryview) -> None: ...
 
+    def clear_user(self, addr: int, length: int) -> None:
+        """``clear_user``: zero ``length`` bytes, in bounded chunks; ``EFAULT`` at the first
+        unmapped byte, with the bytes before it zeroed."""
+        ...
+
     def pin_count(self, mm: MmStruct, vpn: int) -> int: ...
 
     def fget(self, fd: int) -> File | None: ...
@@ -122,9 +127,9 @@ def iommufd_ctx_from_file(file: object) -> IommufdCtx | None:
     return ictx if isinstance(ictx, IommufdCtx) else None
 
 
-_ZERO_CHUNK = 1 << 16
-"""``check_zeroed_user`` reads a tail this many bytes at a time: a declared size of 4 GiB
-costs time in proportion to the zeroed memory really there, never an allocation of it."""
+USER_CHUNK = 1 << 16
+"""``check_zeroed_user`` and ``clear_user`` work this many bytes at a time: a declared size
+of 4 GiB costs time in proportion to the memory really there, never an allocation of it."""
 
 
 def check_zeroed_user(kernel: Machine, addr: int, length: int) -> bool:
@@ -132,7 +137,7 @@ def check_zeroed_user(kernel: Machine, addr: int, length: int) -> bool:
     the first non-zero byte; ``EFAULT`` for an unmapped page reached before that."""
     end = addr + length
     while addr < end:
-        n = min(_ZERO_CHUNK, end - addr)
+        n = min(USER_CHUNK, end - addr)
         try:
             chunk = kernel.copy_from_user(addr, n)
         except OSError as e:
@@ -158,6 +163,7 @@ def check_reserved(value: int, what: str = "__reserved") -> None:
 
 __all__ = [
     "U32_MAX",
+    "USER_CHUNK",
     "File",
     "Handler",
     "IommufdCtx",

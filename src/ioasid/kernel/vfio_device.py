@@ -163,7 +163,9 @@ class VfioDeviceFile:
     def attach_pt(self, arg: int) -> int:
         """``vfio_df_ioctl_attach_pt``: argsz/flags → EINVAL; with ``VFIO_DEVICE_ATTACH_PASID``
         the device's PASID is attached instead of its RID; attach (or replace, when
-        attached) to ``pt_id``; ``pt_id`` out."""
+        attached) to ``pt_id``; ``pt_id`` out -- when that copy faults (EFAULT) the RID is
+        detached (``out_detach``), also after a replace, and also after a PASID attach,
+        whose PASID stays attached: 7.3's unwind calls ``detach_ioas``, never the PASID's."""
         st = uapi.vfio_device_attach_iommufd_pt
         at, pasid = self._read_pt(
             arg, st, "pt_id", uapi.VFIO_DEVICE_ATTACH_PASID, "VFIO_DEVICE_ATTACH_IOMMUFD_PT"
@@ -174,7 +176,13 @@ class VfioDeviceFile:
         else:
             pt_id = self.idev.attach(at.pt_id, pasid)
         off = st.offsetof("pt_id")
-        self.kernel.copy_to_user(arg + off, pt_id.to_bytes(4, "little"))
+        try:
+            self.kernel.copy_to_user(arg + off, pt_id.to_bytes(4, "little"))
+        except OSError:
+            # out_detach: 7.3 calls detach_ioas() -- the RID's, even after a PASID attach
+            if self.idev.hwpt is not None:
+                self.idev.detach()
+            raise
         return 0
 
     def detach_pt(self, arg: int) -> int:
