@@ -11,7 +11,6 @@ with the process's other fds and can be passed where the kernel expects an fd.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 
@@ -58,14 +57,17 @@ def reset(topology: str | os.PathLike[str] | Topology | None = None) -> Kernel:
 
 
 _local = threading.local()
+_ZEROS = bytes(IOCTL_BUFSZ)
 
 
-def _scratch() -> ctypes.Array[ctypes.c_char]:
-    """This thread's ``fcntl.ioctl`` scratch buffer."""
-    buf: ctypes.Array[ctypes.c_char] | None = getattr(_local, "scratch", None)
-    if buf is None:
-        buf = _local.scratch = ctypes.create_string_buffer(IOCTL_BUFSZ)
-    return buf
+def _scratch() -> tuple[bytearray, int]:
+    """This thread's ``fcntl.ioctl`` scratch buffer and its address (a ``bytearray`` that
+    is never resized, so the address stays valid)."""
+    got: tuple[bytearray, int] | None = getattr(_local, "scratch", None)
+    if got is None:
+        buf = bytearray(IOCTL_BUFSZ)
+        got = _local.scratch = (buf, buffer_address(buf))
+    return got
 
 
 class SimHandle:
@@ -108,28 +110,30 @@ class SimHandle:
             addr = buffer_address(view)
             with k.lock:
                 new_syscall()
+                saved, k.trusted = k.trusted, (addr, addr + n)
                 try:
-                    with k.trusted_user_memory(addr, n):
-                        return self.file.ioctl(request, addr)
+                    return self.file.ioctl(request, addr)
                 except OSError:
                     raise
                 except Exception as e:
                     raise bug(e) from e
+                finally:
+                    k.trusted = saved
         with k.lock:
             new_syscall()
-            scratch = _scratch()
-            ctypes.memset(scratch, 0, IOCTL_BUFSZ)
-            ctypes.memmove(scratch, view.tobytes(), n)
-            addr = ctypes.addressof(scratch)
+            scratch, addr = _scratch()
+            scratch[:n] = view
+            scratch[n:] = _ZEROS[n:]
+            saved, k.trusted = k.trusted, (addr, addr + IOCTL_BUFSZ)
             try:
-                with k.trusted_user_memory(addr, IOCTL_BUFSZ):
-                    ret = self.file.ioctl(request, addr)
+                ret = self.file.ioctl(request, addr)
             except OSError:
                 raise
             except Exception as e:
                 raise bug(e) from e
             finally:
-                out = ctypes.string_at(scratch, n)
+                k.trusted = saved
+                out = bytes(scratch[:n])
                 if not view.readonly:
                     view[:] = out
         return out if view.readonly else ret

@@ -17,8 +17,6 @@ import ctypes
 import errno
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ioasid import topology as topo_mod
 from ioasid.hw.devices.edu import EDU_DEVICE, EDU_VENDOR, EduDevice
@@ -47,7 +45,10 @@ class Kernel:
         """The one lock of the simulated kernel: held for the whole of every entry."""
         self.processes = Processes()
         self.anon_inodes = AnonInodes()
-        self._trusted = (1, 0)
+        self.trusted = (1, 0)
+        """``[lo, hi)``: the caller's own ioctl buffer while its ioctl runs (set by the sim
+        backend). Copies wholly inside it are a plain ``memmove`` -- it is known mapped and
+        writable; every other user address is probed and can fault."""
         self.files: dict[int, File] = {}
         self.phys = PhysMap()
         self.mock_units: dict[tuple[bool, bool], IommuUnit] = {}
@@ -131,19 +132,8 @@ class Kernel:
         """Long-term pins held on the page at virtual page number ``vpn`` of ``mm``."""
         return mm.page_pins.get(vpn)
 
-    @contextmanager
-    def trusted_user_memory(self, addr: int, length: int) -> Iterator[None]:
-        """While the caller's own ioctl buffer ``[addr, addr+length)`` is in use, copies
-        wholly inside it are plain ``memmove`` (it is known mapped and writable); every
-        other user address is still probed and can fault."""
-        saved, self._trusted = self._trusted, (addr, addr + length)
-        try:
-            yield
-        finally:
-            self._trusted = saved
-
     def copy_from_user(self, addr: int, length: int) -> bytes:
-        lo, hi = self._trusted
+        lo, hi = self.trusted
         if lo <= addr and addr + length <= hi and length >= 0:
             return ctypes.string_at(addr, length)
         if addr == 0 and length:
@@ -151,7 +141,7 @@ class Kernel:
         return self.processes.current.mm.aspace.read(addr, length)
 
     def copy_to_user(self, addr: int, data: bytes | bytearray | memoryview) -> None:
-        lo, hi = self._trusted
+        lo, hi = self.trusted
         if lo <= addr and addr + len(data) <= hi:
             ctypes.memmove(addr, bytes(data), len(data))
             return

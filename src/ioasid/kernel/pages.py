@@ -66,7 +66,28 @@ mapping of the file (MD_CHECK_REFS reads them through the caller's mapping)."""
 
 
 class IoptPages:
-    """``struct iopt_pages``."""
+    """``struct iopt_pages``. Slotted, and what most mappings never use (pin counts, frames,
+    accesses) made on first use: a VMM maps millions of these."""
+
+    __slots__ = (
+        "_accesses",
+        "_pfn_runs",
+        "_pins",
+        "account_mode",
+        "file_fd",
+        "kref",
+        "last_npinned",
+        "npages",
+        "npinned",
+        "pin_mm",
+        "source_mm",
+        "source_task",
+        "source_user",
+        "start",
+        "type",
+        "uptr",
+        "writable",
+    )
 
     def __init__(self, task: Task, start_byte: int, length: int, writable: bool) -> None:
         # iopt_alloc_pages(): protects DIV_ROUND_UP and size_t from overflow
@@ -91,8 +112,14 @@ class IoptPages:
         self.npinned = 0
         self.last_npinned = 0
         self.kref = 1
-        self.accesses: dict[tuple[int, int], int] = {}
+        self._accesses: dict[tuple[int, int], int] | None = None
+
+    @property
+    def accesses(self) -> dict[tuple[int, int], int]:
         """``access_itree``: ``(start_index, last_index)`` of each in-kernel access → users."""
+        if self._accesses is None:
+            self._accesses = {}
+        return self._accesses
 
     @property
     def pins(self) -> RangeCount:

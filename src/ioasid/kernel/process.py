@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,20 +37,27 @@ class _CapData(ctypes.Structure):
 
 
 _capget = ctypes.CDLL(None, use_errno=True).capget
+_capget.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_capget.restype = ctypes.c_int
 
 
 CAP_LAST_CAP = 40
 ALL_CAPS = (1 << (CAP_LAST_CAP + 1)) - 1
 
+_cap_buffers = threading.local()
+
 
 def _capget_sets() -> tuple[int, int]:
-    header = _CapHeader(0x20080522, 0)
-    data = (_CapData * 2)()
-    if _capget(ctypes.byref(header), data) != 0:
+    bufs = getattr(_cap_buffers, "bufs", None)
+    if bufs is None:
+        header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()
+        bufs = _cap_buffers.bufs = (header, data, ctypes.addressof(header), ctypes.addressof(data))
+    header, data, header_addr, data_addr = bufs
+    header.version = 0x20080522  # the kernel writes its preferred version back
+    if _capget(header_addr, data_addr) != 0:
         return 0, 0
-    eff = int(data[0].effective) | int(data[1].effective) << 32
-    perm = int(data[0].permitted) | int(data[1].permitted) << 32
-    return eff, perm
+    lo, hi = data
+    return lo.effective | hi.effective << 32, lo.permitted | hi.permitted << 32
 
 
 def effective_caps() -> int:
