@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 from tests.kernel_selftests.utils import _test_cmd_mock_domain
 
-from ioasid import Device, Iommufd, uapi
+from ioasid import Device, Ioas, Iommufd, uapi
 from ioasid.hw.memory import PAGE_SIZE
 from ioasid.testing import edu, libc
 
@@ -215,3 +215,31 @@ _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 def _mprotect(addr: int, length: int, prot: int) -> int:
     return int(_libc.mprotect(addr, length, prot))
 
+
+
+@pytest.mark.oracle
+def test_failed_replace_onto_a_mock_hwpt_of_the_same_ioas_drops_the_msi_window(
+    backend: ModuleType,
+) -> None:
+    """``iommufd_device_do_replace`` onto a HWPT of another driver in the same IOAS: the
+    replace fails (EINVAL) and ``err_unresv`` removes the group's reserved regions from
+    that IOAS -- which is the IOAS the device is still attached to, so its MSI window is
+    no longer reserved. That is 7.3's behaviour (a kernel bug), and the simulator's."""
+    with Iommufd(backend) as fd, Device(fd, edu.cdev_path(backend)) as dev:
+        ioas = fd.ioas_alloc()
+        dev.attach(ioas)
+        assert not _usable(ioas, *MSI_WINDOW)  # the device's MSI window is reserved
+        stdev, mock_hwpt, _ = _test_cmd_mock_domain(fd.handle, ioas.id)
+        with pytest.raises(OSError) as e:
+            dev.attach(mock_hwpt)
+        assert e.value.errno == errno.EINVAL
+        fd.destroy(stdev)  # the mock's own reservations go with it
+        assert _usable(ioas, *MSI_WINDOW)
+
+
+MSI_WINDOW = (0xFEE00000, 0xFEEFFFFF)
+"""x86's interrupt window, an IOMMU_RESV_MSI region of every VT-d device."""
+
+
+def _usable(ioas: Ioas, first: int, last: int) -> bool:
+    return any(r.start <= first and last <= r.last for r in ioas.iova_ranges().ranges)

@@ -143,7 +143,7 @@ class Kernel:
     def copy_to_user(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         lo, hi = self.trusted
         if lo <= addr and addr + len(data) <= hi:
-            ctypes.memmove(addr, bytes(data), len(data))
+            ctypes.memmove(addr, data if type(data) is bytes else bytes(data), len(data))
             return
         if addr == 0 and data:
             fail(errno.EFAULT, f"NULL user pointer for {len(data)} bytes")

@@ -66,7 +66,7 @@ class Machine(Protocol):
     def dma_engine(self, driver: Any) -> DmaEngine: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Ucmd:
     """``struct iommufd_ucmd``: the decoded command and where to write the answer."""
 
@@ -79,7 +79,7 @@ class Ucmd:
         """``iommufd_ucmd_respond``: copy back ``min(user size, struct size)`` bytes."""
         size = ctypes.sizeof(self.cmd) if length is None else length
         n = min(self.user_size, size)
-        self.ictx.kernel.copy_to_user(self.ubuffer, memoryview(self.cmd).cast("B")[:n])
+        self.ictx.kernel.copy_to_user(self.ubuffer, ctypes.string_at(ctypes.addressof(self.cmd), n))
 
 
 Handler = Callable[[Ucmd], int]
