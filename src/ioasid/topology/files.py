@@ -48,7 +48,16 @@ from typing import Any
 
 import yaml
 
-from .model import Acs, Bdf, PcieType, PciFunction, Topology, TopologyError, devfn_str
+from .model import (
+    Acs,
+    Bdf,
+    PcieType,
+    PciFunction,
+    Topology,
+    TopologyError,
+    devfn_str,
+    gc_paused,
+)
 
 __all__ = [
     "FIELDS",
@@ -559,8 +568,9 @@ def load(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> Topol
             f"{p}: larger than {cap} bytes (the topology file size limit); "
             "not a topology file, or pass a larger max_bytes"
         )
-    data = decode(raw, source=str(p), json_hint=p.suffix.lower() == ".json")
-    return parse(data, source=str(p))
+    with gc_paused():
+        data = decode(raw, source=str(p), json_hint=p.suffix.lower() == ".json")
+        return parse(data, source=str(p))
 
 
 def load_default_host() -> Topology:

@@ -25,6 +25,7 @@ from .model import (
     PciFunction,
     Topology,
     TopologyError,
+    acs_names,
     devfn_str,
     gc_paused,
 )
@@ -81,9 +82,7 @@ def _dev_str_match(dev: PciFunction, spec: str) -> bool:
         parts = [int(p, 16) for p in spec[4:].split(":")]
         vals = [dev.vendor, dev.device, dev.subsystem_vendor or 0, dev.subsystem_device or 0]
         return all(p == 0 or p == v for p, v in zip(parts, vals, strict=False))
-    if spec.count(":") == 1:
-        spec = f"{dev.bdf.domain:04x}:{spec}"
-    try:
+    try:  # a short "bb:dd.f" is domain 0 (sscanf "%x:%x.%x" with seg = 0)
         return Bdf.parse(spec) == dev.bdf
     except ValueError:
         return False
@@ -143,7 +142,7 @@ class AcsVerdict:
             "device": str(self.bdf),
             "ok": self.ok,
             "rule": self.rule,
-            "missing": AcsFlag(self.missing & 0x7F).names(),
+            "missing": acs_names(self.missing),
             "quirk": self.quirk,
             "uncertain": self.uncertain,
         }
@@ -171,7 +170,7 @@ class Reason(NamedTuple):
             "device": str(self.device),
             "other": str(self.other) if self.other else None,
             "detail": self.detail,
-            "missing_acs": AcsFlag(self.missing & 0x7F).names(),
+            "missing_acs": acs_names(self.missing),
             "quirk": self.quirk,
         }
 
