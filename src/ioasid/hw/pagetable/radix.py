@@ -260,11 +260,17 @@ class RadixPageTable:
 
     # ------------------------------------------------------------------------ map
 
-    def map(self, iova: int, pa: int, size: int, prot: Prot) -> None:
+    def map(
+        self, iova: int, pa: int, size: int, prot: Prot, *, max_pgsize: int | None = None
+    ) -> None:
         """``iommu_map()`` on a generic-pt domain: map ``[iova, iova+size)`` to ``pa`` with
         the largest leaves the domain's ``pgsize_bitmap`` and the VA/PA co-alignment allow
         (``pt_compute_best_pgsize``/``pt_pgsz_count``), possibly changing size along the
-        range. Nothing stays mapped on failure (the core unmaps what was installed)."""
+        range. Nothing stays mapped on failure (the core unmaps what was installed).
+
+        ``max_pgsize`` (a power of two) leaves out the larger sizes: the same leaves as
+        one ``map`` per ``max_pgsize``-aligned piece when IOVA and PA are co-aligned to
+        it, written by runs."""
         if size <= 0:
             raise einval("map of length 0")
         if pa < 0 or pa >> self.max_oasz_lg2:
@@ -279,6 +285,8 @@ class RadixPageTable:
                 f"IOVA [{iova:#x}, {last:#x}] beyond the {self.max_vasz_lg2}-bit input size",
             )
         bitmap = self._pgsize_bitmap
+        if max_pgsize is not None:
+            bitmap &= (max_pgsize << 1) - 1
         va = iova
         oa = pa
         try:
