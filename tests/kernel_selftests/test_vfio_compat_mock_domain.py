@@ -111,7 +111,9 @@ def _ioctl_check_buf(self: VfioCompatMockDomain, request: int) -> None:
     is 0xAA before and must still be after (the kernel never writes past argsz)."""
     cmd_len = int.from_bytes(buffer_mem[:4], "little")
     buffer_mem[cmd_len:BUFFER_SIZE] = b"\xaa" * (BUFFER_SIZE - cmd_len)
-    assert self.ioctl(request, buffer) == 0
+    # the whole buffer (larger than fcntl's scratch copy) so the kernel works on `buffer`
+    # itself: fcntl.ioctl cannot take an address above INT_MAX as an int
+    assert self.ioctl(request, buffer_mem) == 0
     assert bytes(buffer_mem[cmd_len:BUFFER_SIZE]) == b"\xaa" * (BUFFER_SIZE - cmd_len)
 
 

@@ -417,4 +417,3 @@ def _bitmap_set(
         kernel.copy_to_user(data + lo_byte, buf.tobytes())
     except OSError:
         return
-

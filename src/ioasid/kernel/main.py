@@ -86,4 +86,3 @@ def open_iommufd(kernel: Machine, vfio_container: bool = False) -> IommufdFile:
 
 
 __all__ = ["IommufdFile", "KernelError", "iommufd_fops_ioctl", "open_iommufd"]
-

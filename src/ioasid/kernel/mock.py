@@ -11,7 +11,7 @@ Each mock device is its own IOMMU group.
 
 Ops here: ADD_RESERVED, MOCK_DOMAIN(_FLAGS), MOCK_DOMAIN_REPLACE, MD_CHECK_MAP,
 MD_CHECK_REFS, MD_CHECK_IOTLB, DEV_CHECK_CACHE, SET_TEMP_MEMORY_LIMIT, DIRTY, TRIGGER_IOPF,
-TRIGGER_VEVENT,
+TRIGGER_VEVENT, DMABUF_GET, DMABUF_REVOKE,
 PASID_ATTACH / REPLACE / DETACH / CHECK_HWPT. The access-object ops are in
 :mod:`ioasid.kernel.mock_access`. Other ops answer ``EOPNOTSUPP`` as the kernel does for an
 op it does not know.
@@ -29,6 +29,7 @@ from ioasid.hw.iommu import IommuCaps, IommuUnit
 from ioasid.hw.iommu import NestedDomain as HwNestedDomain
 from ioasid.hw.memory import PAGE_SIZE, AddressSpace, SelfAddressSpace, Vma
 from ioasid.hw.pagetable.nested import MockStage1
+from ioasid.kernel.anon_inode import AnonFile
 from ioasid.kernel.device import IOMMU_NO_PASID, Device, IommuDriver
 from ioasid.kernel.errors import fail
 from ioasid.kernel.eventq import (
@@ -51,7 +52,7 @@ from ioasid.kernel.hw_pagetable import (
 from ioasid.kernel.ioas import get_ioas
 from ioasid.kernel.mock_access import ACCESS_OPS
 from ioasid.kernel.objects import IommufdObject, ObjType
-from ioasid.kernel.pages import FILE_PAGE_PINS, ULONG_MAX
+from ioasid.kernel.pages import FILE_PAGE_PINS, ULONG_MAX, DmaBuf
 from ioasid.kernel.private import Machine, Ucmd, check_zeroed_user
 from ioasid.kernel.viommu import (
     HwQueue,
@@ -716,6 +717,63 @@ def trigger_iopf(ucmd: Ucmd) -> int:
     return 0
 
 
+DMABUF_FILE_NAME = "dmabuf"
+
+
+class MockDmaBuf:
+    """``struct iommufd_test_dma_buf`` behind a dma-buf fd: the exporter's zeroed memory."""
+
+    def __init__(self, length: int) -> None:
+        memfd = os.memfd_create("iommufd_test_dma_buf", os.MFD_CLOEXEC)
+        os.ftruncate(memfd, length)
+        self.dma_buf = DmaBuf(memfd, length)
+
+    def release(self) -> None:
+        """``iommufd_test_dma_buf_release``: importers keep their own reference."""
+        if self.dma_buf.memfd >= 0:
+            os.close(self.dma_buf.memfd)
+            self.dma_buf.memfd = -1
+
+
+def dmabuf_get(ucmd: Ucmd) -> int:
+    """``iommufd_test_dmabuf_get``: the length is rounded up to PAGE_SIZE; 0 or more than
+    512 pages → EINVAL; a dma-buf of zeroed memory and a new fd for it.
+
+    7.3 installs the fd and then returns 0 instead of it (``dma_buf_fd``'s result is
+    dropped), so its own ``dmabuf_*`` selftests map fd 0 and fail. The simulator returns the
+    new fd, as intended (the ``dmabuf_*`` ports check 0 when run on the real kernel)."""
+    cmd = ucmd.cmd
+    length = (cmd.dmabuf_get.length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+    if not length or length > PAGE_SIZE * 512:
+        fail(errno.EINVAL, f"DMABUF_GET: length {cmd.dmabuf_get.length:#x} not in 1..512 pages")
+    exporter = MockDmaBuf(length)
+    anon = ucmd.ictx.kernel.anon_inodes
+    fdno = anon.get_unused_fd(DMABUF_FILE_NAME)
+    anon.fd_install(fdno, AnonFile(DMABUF_FILE_NAME, exporter, exporter.release))
+    return fdno
+
+
+def dmabuf_revoke(ucmd: Ucmd) -> int:
+    """``iommufd_test_dmabuf_revoke``: ``dma_buf_get`` (not an fd → EBADF, not a dma-buf →
+    EINVAL); another exporter's → EOPNOTSUPP; set ``revoked`` and invalidate every
+    importer's mapping (they stay revoked after an un-revoke)."""
+    cmd = ucmd.cmd
+    fd = cmd.dmabuf_revoke.dmabuf_fd
+    anon = ucmd.ictx.kernel.anon_inodes.fget(fd)
+    if anon is None:
+        try:
+            os.fstat(fd)
+        except OSError:
+            fail(errno.EBADF, f"DMABUF_REVOKE: fd {fd} is not open")
+        fail(errno.EINVAL, f"DMABUF_REVOKE: fd {fd} is not a dma-buf")
+    exporter = anon.private_data
+    if not isinstance(exporter, MockDmaBuf):
+        fail(errno.EINVAL, f"DMABUF_REVOKE: fd {fd} is not a dma-buf of the mock exporter")
+    exporter.dma_buf.revoked = bool(cmd.dmabuf_revoke.revoked)
+    exporter.dma_buf.invalidate_mappings()
+    return 0
+
+
 def _get_hwpt(ucmd: Ucmd, hwpt_id: int) -> HwPagetable:
     """``iommufd_get_hwpt``: ENOENT, or EINVAL for an object that is not a HWPT."""
     obj = ucmd.ictx.objects.lookup(hwpt_id)
@@ -807,6 +865,8 @@ _OPS = {
     uapi.IOMMU_TEST_OP_DIRTY: dirty,
     uapi.IOMMU_TEST_OP_TRIGGER_IOPF: trigger_iopf,
     uapi.IOMMU_TEST_OP_TRIGGER_VEVENT: trigger_vevent,
+    uapi.IOMMU_TEST_OP_DMABUF_GET: dmabuf_get,
+    uapi.IOMMU_TEST_OP_DMABUF_REVOKE: dmabuf_revoke,
     uapi.IOMMU_TEST_OP_PASID_ATTACH: pasid_attach,
     uapi.IOMMU_TEST_OP_PASID_REPLACE: pasid_replace,
     uapi.IOMMU_TEST_OP_PASID_DETACH: pasid_detach,
