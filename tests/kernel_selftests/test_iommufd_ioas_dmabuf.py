@@ -15,6 +15,7 @@ Registered as ``test_iommufd_ioas__<variant>__<name>``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -31,8 +32,14 @@ from .utils import PAGE_SIZE, TEST_F, ioctl
 pytestmark = pytest.mark.oracle
 
 
-def _fds() -> set[int]:
-    return {int(n) for n in os.listdir("/proc/self/fd")}
+def _fds() -> dict[int, str]:
+    """This process's descriptors and what they are (the directory listing's own
+    descriptor is gone by the time it is read, and left out)."""
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    return out
 
 
 class IommufdIoasDmabuf(IommufdIoas):
@@ -47,13 +54,12 @@ class IommufdIoasDmabuf(IommufdIoas):
         cmd.dmabuf_get.open_flags = os.O_CLOEXEC
         before = _fds()
         rc = ioctl(self._fd, uapi.IOMMU_TEST_CMD, cmd)
-        new = sorted(_fds() - before)
+        after = _fds()
+        new = sorted(fd for fd, what in after.items() if before.get(fd) != what)
         if self.backend.NAME == "linux":
             # Linux 7.3: the fd is installed but the ioctl answers 0
             assert rc == 0, f"DMABUF_GET returned {rc}: the 7.3 bug (returning 0) is fixed"
-            dmabufs = [
-                fd for fd in new if os.readlink(f"/proc/self/fd/{fd}").startswith("/dmabuf:")
-            ]
+            dmabufs = [fd for fd in new if after[fd].startswith("/dmabuf:")]
             assert len(dmabufs) == 1, f"new fds {new}: expected one dma-buf"
             return dmabufs[0]
         assert rc > 0 and rc in new, f"DMABUF_GET returned {rc}, new fds {new}"
