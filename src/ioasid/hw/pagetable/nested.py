@@ -93,7 +93,8 @@ class NestedPageTable:
             size=size,
             readable=s1.readable and s2.readable,
             writable=s1.writable and s2.writable,
-            dirty=s1.dirty and s2.dirty,
+            # clean until every stage that keeps a D bit has it set for this leaf
+            dirty=s1.dirty and (s2.dirty or not self.parent.ad_enabled),
             level=s2.level,
         )
 

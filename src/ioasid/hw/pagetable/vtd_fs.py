@@ -24,6 +24,7 @@ walk, and a stage-2 fault while fetching a stage-1 entry is a stage-2 fault.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from .base import Access, FaultReason, Translation, WalkFault
 
@@ -97,13 +98,23 @@ class VtdFirstStage:
         raise AssertionError("unreachable")
 
 
-class VtdFirstStageWriter:
-    """The guest's IOMMU driver: builds a first-stage table in guest memory ``mem`` (a
-    writable buffer that is guest-physical ``[gpa_base, gpa_base + len(mem))``), taking
-    table pages from ``table_gpa`` upwards. ``root_gpa`` goes into ``pgtbl_addr``."""
+class GuestMemory(Protocol):
+    """Byte-addressed guest memory: a ``memoryview``, an ``ioasid.Buffer``, a bytearray."""
 
-    def __init__(self, mem: memoryview, gpa_base: int, table_gpa: int, addr_width: int = 48):
-        self.mem = mem.cast("B")
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, item: slice, /) -> Any: ...
+
+    def __setitem__(self, item: slice, data: bytes, /) -> None: ...
+
+
+class VtdFirstStageWriter:
+    """The guest's IOMMU driver: builds a first-stage table in guest memory ``mem`` (it is
+    guest-physical ``[gpa_base, gpa_base + len(mem))``), taking table pages from
+    ``table_gpa`` upwards. ``root_gpa`` goes into ``pgtbl_addr``."""
+
+    def __init__(self, mem: GuestMemory, gpa_base: int, table_gpa: int, addr_width: int = 48):
+        self.mem = mem
         self.gpa_base = gpa_base
         self.levels = LEVELS_FOR_WIDTH[addr_width]
         self._next = table_gpa
@@ -120,7 +131,7 @@ class VtdFirstStageWriter:
 
     def _get(self, gpa: int) -> int:
         off = gpa - self.gpa_base
-        return int.from_bytes(self.mem[off : off + 8], "little")
+        return int.from_bytes(bytes(self.mem[off : off + 8]), "little")
 
     def _set(self, gpa: int, value: int) -> None:
         off = gpa - self.gpa_base
