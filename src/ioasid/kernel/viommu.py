@@ -521,9 +521,11 @@ def reap_vmas(ictx: IommufdCtx) -> None:
 def fops_mmap(ictx: IommufdCtx, length: int, prot: int, flags: int, offset: int) -> mmap.mmap:
     """``iommufd_fops_mmap``: length not page aligned → EINVAL; not MAP_SHARED → EINVAL;
     PROT_EXEC → EPERM; no region at exactly ``offset``, a dying owner, or another length →
-    ENXIO. The mapping holds a reference on the region's owner."""
-    if not length or length % PAGE_SIZE:
-        fail(errno.EINVAL, f"mmap: length {length:#x} is not page aligned")
+    ENXIO. The mapping holds a reference on the region's owner. ``length`` is what the
+    caller asked ``mmap(2)`` for: the VMA the driver sees is rounded up to pages first."""
+    length = (length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+    if not length:
+        fail(errno.EINVAL, "mmap: length is 0")
     if not flags & mmap.MAP_SHARED:
         fail(errno.EINVAL, "mmap: the iommufd maps only MAP_SHARED")
     if prot & mmap.PROT_EXEC:
