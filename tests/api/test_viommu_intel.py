@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from ioasid import Buffer, Device, HwPagetable, Iommufd, IommufdError, uapi
-from ioasid.api import InvalidateError
+from ioasid.api import FaultQueue, InvalidateError
 from ioasid.backends import sim
 from ioasid.hw.pagetable.vtd_fs import VtdFirstStageWriter
 
@@ -133,3 +133,28 @@ def test_qemu_unit_has_no_nesting() -> None:
         with pytest.raises(IommufdError) as e:
             dev.hwpt_alloc(ioas, uapi.IOMMU_HWPT_ALLOC_NEST_PARENT)
         assert e.value.errno == errno.EOPNOTSUPP
+
+
+def test_stage1_fault_is_a_page_request_on_a_fault_capable_hwpt(
+    vm: tuple[Iommufd, Device, Buffer, HwPagetable],
+) -> None:
+    fd, dev, ram, s2 = vm
+    writer, data = _s1(ram)
+    writer.map(GIOVA, 0x10_0000, 0x1000)
+    with FaultQueue.alloc(fd) as fq:
+        s1 = dev.hwpt_alloc(s2, data=data, fault=fq)
+        dev.attach(s1)
+        with pytest.raises(IommufdError) as e:
+            dev.dma_write(GIOVA + 0x5008, b"x")  # not in the guest's table: stage 1
+        assert e.value.errno == errno.EIO
+        (fault,) = fq.read()
+        assert (fault.addr, fault.dev_id, fault.last_page) == (GIOVA + 0x5000, dev.id, True)
+        assert fault.perm == uapi.IOMMU_PGFAULT_PERM_WRITE
+        fq.respond(fault)
+        # a stage-2 fault (a GPA the host did not map) is the host's, not a page request
+        writer.map(GIOVA + 0x6000, GUEST_RAM + 0x1000, 0x1000)
+        with pytest.raises(IommufdError):
+            dev.dma_read(GIOVA + 0x6000, 4)
+        assert fq.read() == []
+        dev.detach()
+        s1.destroy()

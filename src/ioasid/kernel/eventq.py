@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ioasid import uapi
+from ioasid.hw.pagetable.base import Access, WalkFault
 from ioasid.kernel.anon_inode import AnonFile
-from ioasid.kernel.device import AttachHandle, Device
+from ioasid.kernel.device import IOMMU_NO_PASID, AttachHandle, Device
 from ioasid.kernel.errors import fail
 from ioasid.kernel.objects import IommufdObject, ObjType
 from ioasid.kernel.private import IommufdCtx, Machine, Ucmd
@@ -331,3 +332,26 @@ def report_device_fault(idev: Device, prm: uapi.iommu_hwpt_pgfault) -> int:
         return -errno.EINVAL
     handle.hwpt.fault.iopf_handler(IopfGroup([prm], handle))
     return 0
+
+
+def report_dma_page_request(idev: Device, pasid: int | None, iova: int, write: bool) -> bool:
+    """A device with PRI whose DMA hit a stage-1 fault through a nested domain with a fault
+    handler sends a page request (the IOMMU driver's page request queue →
+    ``iommu_report_device_fault``): one LAST_PAGE request for the faulting page, with the
+    access's permission. Faults of stage 2 (the host's) or of other domains are not page
+    requests. Returns whether a request was queued."""
+    handle = idev.igroup.handles.get(IOMMU_NO_PASID if pasid is None else pasid)
+    if handle is None or handle.hwpt.fault is None or not handle.domain.nested:
+        return False
+    hw = getattr(handle.domain, "hw", None)
+    if hw is None:
+        return False
+    walk = hw.pagetable.walk(iova, Access.WRITE if write else Access.READ)
+    if not isinstance(walk, WalkFault) or walk.stage != 1:
+        return False
+    flags = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE
+    if pasid is not None:
+        flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID
+    perm = uapi.IOMMU_PGFAULT_PERM_WRITE if write else uapi.IOMMU_PGFAULT_PERM_READ
+    prm = uapi.iommu_hwpt_pgfault(flags=flags, pasid=pasid or 0, perm=perm, addr=iova - iova % 4096)
+    return report_device_fault(idev, prm) == 0
