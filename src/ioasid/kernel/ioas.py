@@ -223,16 +223,18 @@ def ioas_map_file(ucmd: Ucmd) -> int:
         fail(errno.EINVAL, "IOMMU_IOAS_MAP_FILE: length is 0")
     if cmd.start + cmd.length - 1 > ULONG_MAX:
         fail(errno.EOVERFLOW, f"IOMMU_IOAS_MAP_FILE: start {cmd.start:#x} + length overflows")
-    try:
-        os.fstat(cmd.fd)
-    except OSError:
+    file = ucmd.ictx.kernel.anon_inodes.fget_raw(cmd.fd)
+    if file < 0:
         fail(errno.EBADF, f"IOMMU_IOAS_MAP_FILE: fd {cmd.fd} is not an open file")
 
     def alloc(task: Task, writable: bool) -> tuple[IoptPages, int]:
-        pages = IoptPages.file(task, cmd.fd, cmd.start, cmd.length, writable)
+        pages = IoptPages.file(task, file, cmd.start, cmd.length, writable)
         return pages, cmd.start - pages.start
 
-    return _map_and_respond(ucmd, ioas, alloc)
+    try:
+        return _map_and_respond(ucmd, ioas, alloc)
+    finally:
+        os.close(file)
 
 
 def ioas_copy(ucmd: Ucmd) -> int:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ioasid.hw.memory import AddressSpace, SelfAddressSpace
 from ioasid.kernel.rangecount import RangeCount
@@ -73,6 +74,33 @@ def root_caps() -> int:
     return ALL_CAPS & ~(perm & ~eff)
 
 
+class FilesStruct(Protocol):
+    """``current->files`` of a task whose descriptors are not this process's own (the
+    bridge's programs). ``None`` on a :class:`Task` means this process's real descriptor
+    table, which :class:`~ioasid.kernel.anon_inode.AnonInodes` uses directly."""
+
+    def get_unused_fd(self, name: str) -> int:
+        """``get_unused_fd_flags(O_CLOEXEC)``: the number the next ``fd_install`` gets."""
+        ...
+
+    def put_unused_fd(self, fd: int) -> None: ...
+
+    def fd_install(self, fd: int, file: object) -> None:
+        """Make ``fd`` refer to ``file`` (an ``AnonFile``): its last close releases it."""
+        ...
+
+    def fget(self, fd: int) -> object | None:
+        """The simulated file (``AnonFile`` or device file) ``fd`` refers to, else ``None``."""
+        ...
+
+    def is_open(self, fd: int) -> bool: ...
+
+    def fget_raw(self, fd: int) -> int:
+        """A descriptor of this process for the caller's open file ``fd`` (the caller of
+        ``fget_raw`` closes it), or -1 if ``fd`` is not open."""
+        ...
+
+
 @dataclass
 class UserStruct:
     """``struct user_struct``: per-uid ``locked_vm`` (iommufd's USER accounting)."""
@@ -108,6 +136,11 @@ class Task:
     rlimit_memlock: int | None = None
     as_root: bool = False
     """Capabilities of a full root (see :func:`root_caps`) instead of this host's."""
+    files: FilesStruct | None = None
+    """``current->files``; ``None``: this process's own descriptors."""
+    fail_nth: int = 0
+    """``current->fail_nth`` (``/proc/<pid>/task/<tid>/fail-nth``), see
+    :mod:`ioasid.kernel.fail_nth`."""
 
     def capable(self, cap: int) -> bool:
         if self.caps is not None:
