@@ -48,29 +48,31 @@ ALL_CAPS = (1 << (CAP_LAST_CAP + 1)) - 1
 _cap_buffers = threading.local()
 
 
-def _capget_sets() -> tuple[int, int]:
+def _capget_sets(pid: int = 0) -> tuple[int, int]:
     bufs = getattr(_cap_buffers, "bufs", None)
     if bufs is None:
         header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()
         bufs = _cap_buffers.bufs = (header, data, ctypes.addressof(header), ctypes.addressof(data))
     header, data, header_addr, data_addr = bufs
     header.version = 0x20080522  # the kernel writes its preferred version back
+    header.pid = pid
     if _capget(header_addr, data_addr) != 0:
         return 0, 0
     lo, hi = data
     return lo.effective | hi.effective << 32, lo.permitted | hi.permitted << 32
 
 
-def effective_caps() -> int:
-    """This process's effective capability set, read live (``capget``) so that a test
-    dropping CAP_IPC_LOCK with ``capset`` is seen exactly as the kernel sees it."""
-    return _capget_sets()[0]
+def effective_caps(pid: int = 0) -> int:
+    """This process's (or ``pid``'s) effective capability set, read live (``capget``) so
+    that a test dropping CAP_IPC_LOCK with ``capset`` is seen exactly as the kernel sees it."""
+    return _capget_sets(pid)[0]
 
 
-def root_caps() -> int:
-    """A full root's capabilities minus those this process dropped from its effective set:
-    what the kernel selftests (run as root in the oracle guest) have, on any host."""
-    eff, perm = _capget_sets()
+def root_caps(pid: int = 0) -> int:
+    """A full root's capabilities minus those this process (or ``pid``) dropped from its
+    effective set: what the kernel selftests (run as root in the oracle guest) have, on any
+    host."""
+    eff, perm = _capget_sets(pid)
     return ALL_CAPS & ~(perm & ~eff)
 
 

@@ -1,0 +1,89 @@
+"""``ProcessAddressSpace``: the memory of a program the bridge serves (DESIGN.md §Memory).
+
+Copies go through ``process_vm_readv``/``process_vm_writev`` and pinning consults
+``/proc/<pid>/maps``, exactly as :class:`~ioasid.hw.memory.SelfAddressSpace` does for this
+process, so ``EFAULT`` comes where the in-process backend gives it.
+
+What we add is the end of the mm. In the kernel a page pinned by iommufd outlives the process
+that mapped it: the pin holds the page, iommufd holds the ``mm_struct`` (``mmgrab``), and a
+device or an access can still reach the bytes after the process exited or exec'd, while
+every new pin through the dead mm is ``EFAULT`` (the selftests' ``fork_gone``). When the
+program is about to lose its mm (``exit_group``, ``execve``), :meth:`keep_pinned` copies the
+pages it has pinned; from :meth:`gone` on they are what reads and writes reach, and the rest
+of the old address space is unmapped.
+"""
+
+from __future__ import annotations
+
+from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace, Vma, efault
+from ioasid.kernel.rangecount import RangeCount
+
+
+class ProcessAddressSpace(SelfAddressSpace):
+    """Another process's memory, by pid; after :meth:`gone`, only its pinned pages."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid)
+        self.alive = True
+        self._kept: dict[int, bytearray] = {}
+        self._pending: dict[int, bytearray] = {}
+
+    def keep_pinned(self, pins: RangeCount) -> None:
+        """Copy every page ``pins`` holds (the mm's long-term pins), for after :meth:`gone`.
+        A page the process cannot read any more is simply not kept."""
+        kept: dict[int, bytearray] = {}
+        for first, last, _count in pins.ranges():
+            for vpn in range(first, last + 1):
+                try:
+                    kept[vpn] = bytearray(super().read(vpn * PAGE_SIZE, PAGE_SIZE))
+                except OSError:
+                    continue
+        self._pending = kept
+
+    def gone(self) -> None:
+        """The mm is gone (the process exited or exec'd): from now on only the pages kept
+        by the last :meth:`keep_pinned` are reachable."""
+        self.alive = False
+        self._kept, self._pending = self._pending, {}
+
+    def _kept_range(self, addr: int, length: int, what: str) -> list[tuple[bytearray, int, int]]:
+        pieces: list[tuple[bytearray, int, int]] = []
+        pos, end = addr, addr + length
+        while pos < end:
+            vpn, off = divmod(pos, PAGE_SIZE)
+            page = self._kept.get(vpn)
+            if page is None:
+                raise efault(what, addr, length)
+            n = min(PAGE_SIZE - off, end - pos)
+            pieces.append((page, off, n))
+            pos += n
+        return pieces
+
+    def read(self, addr: int, length: int) -> bytes:
+        if self.alive:
+            return super().read(addr, length)
+        return b"".join(bytes(p[o : o + n]) for p, o, n in self._kept_range(addr, length, "read"))
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        if self.alive:
+            super().write(addr, data)
+            return
+        view = memoryview(data).cast("B")
+        pos = 0
+        for page, off, n in self._kept_range(addr, len(view), "write"):
+            page[off : off + n] = view[pos : pos + n]
+            pos += n
+
+    def check_pinnable(self, addr: int, length: int, write: bool) -> None:
+        if not self.alive:
+            raise efault("pin (the process's mm is gone)", addr, length)
+        super().check_pinnable(addr, length, write)
+
+    def vmas(self) -> list[Vma]:
+        """The process's mappings; none once its mm is gone (or it vanished, ``kill -9``)."""
+        if not self.alive:
+            return []
+        try:
+            return super().vmas()
+        except OSError:
+            return []
