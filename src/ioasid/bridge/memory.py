@@ -15,7 +15,10 @@ of the old address space is unmapped.
 
 from __future__ import annotations
 
+import os
+
 from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace, Vma, efault
+from ioasid.kernel.pages import HUGETLBFS_MAGIC, fs_magic
 from ioasid.kernel.rangecount import RangeCount
 
 
@@ -78,6 +81,24 @@ class ProcessAddressSpace(SelfAddressSpace):
         if not self.alive:
             raise efault("pin (the process's mm is gone)", addr, length)
         super().check_pinnable(addr, length, write)
+
+    def mapped_file(self, vma: Vma) -> int:
+        """A descriptor of the file behind the shared mapping ``vma`` (``map_files``), for
+        :class:`~ioasid.hw.memory.PhysMap` to reach its pages after the process is gone, as
+        a pinned page stays in the page cache; -1 if it cannot be opened (``map_files``
+        needs root) or is hugetlbfs (no ``pwrite``; and a reference would keep its huge
+        pages from the pool after the last unmap)."""
+        try:
+            fd = os.open(
+                f"/proc/{self.pid}/map_files/{vma.start:x}-{vma.end:x}",
+                (os.O_RDWR if vma.writable else os.O_RDONLY) | os.O_CLOEXEC,
+            )
+        except OSError:
+            return -1
+        if fs_magic(fd) == HUGETLBFS_MAGIC:
+            os.close(fd)
+            return -1
+        return fd
 
     def vmas(self) -> list[Vma]:
         """The process's mappings; none once its mm is gone (or it vanished, ``kill -9``)."""

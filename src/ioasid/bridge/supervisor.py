@@ -177,6 +177,8 @@ class Supervisor:
             handler = self.handlers.get(nr)
             result = None if handler is None else handler(n, prog, tid)
         except OSError as e:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("thread %d, syscall %d %s: %s", tid, nr, list(n.data.args[:3]), e)
             self.listener.fail(nid, e.errno or errno.EIO)
             return
         except Exception as e:
