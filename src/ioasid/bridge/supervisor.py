@@ -61,6 +61,10 @@ def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
+def _s64(v: int) -> int:
+    return v - (1 << 64) if v >> 63 else v
+
+
 @dataclass
 class ProgramTask(Task):
     """A process of the program as the simulated kernel's ``current``: capabilities read
@@ -469,7 +473,7 @@ class Supervisor:
         if not positional and hasattr(ops, "read"):
             data = self._data_call(prog, tid, n.id, ph, lambda: ops.read(count))
         elif hasattr(ops, "pread"):
-            pos = _s32(a[3]) if positional else self._file_pos(prog, fd)
+            pos = _s64(a[3]) if positional else self._file_pos(prog, fd)
             data = self._data_call(prog, tid, n.id, ph, lambda: ops.pread(count, pos))
             if not positional:
                 self._file_pos(prog, fd, len(data))
@@ -492,7 +496,7 @@ class Supervisor:
         if not positional and hasattr(ops, "write"):
             return self._data_call(prog, tid, n.id, ph, lambda: ops.write(data))
         if hasattr(ops, "pwrite"):
-            pos = _s32(a[3]) if positional else self._file_pos(prog, fd)
+            pos = _s64(a[3]) if positional else self._file_pos(prog, fd)
             done = int(self._data_call(prog, tid, n.id, ph, lambda: ops.pwrite(data, pos)))
             if not positional:
                 self._file_pos(prog, fd, done)
