@@ -43,7 +43,7 @@ from ioasid.bridge.procfs import (
     status_text,
 )
 from ioasid.hw.memory import PAGE_SIZE, new_syscall
-from ioasid.kernel.errors import bug
+from ioasid.kernel.errors import KernelBug, bug
 from ioasid.kernel.machine import Kernel
 from ioasid.kernel.process import MmStruct, Task, effective_caps, root_caps
 
@@ -181,7 +181,9 @@ class Supervisor:
             handler = self.handlers.get(nr)
             result = None if handler is None else handler(n, prog, tid)
         except OSError as e:
-            if log.isEnabledFor(logging.DEBUG):
+            if isinstance(e, KernelBug):
+                log.error("thread %d, syscall %d %s: %s", tid, nr, list(n.data.args[:3]), e)
+            elif log.isEnabledFor(logging.DEBUG):
                 log.debug("thread %d, syscall %d %s: %s", tid, nr, list(n.data.args[:3]), e)
             self.listener.fail(nid, e.errno or errno.EIO)
             return

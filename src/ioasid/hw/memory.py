@@ -21,6 +21,8 @@ from sortedcontainers import SortedDict
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
+HUGE_PAGES = (2 << 20) // PAGE_SIZE
+"""Pages in a 2 MiB huge page: physical runs are laid out co-aligned to it."""
 
 
 class _IoVec(ctypes.Structure):
@@ -298,8 +300,10 @@ class PhysMap:
         base_page: int,
     ) -> tuple[int, int, int]:
         n = last - first + 1
-        pfn = self._next
-        self._next += n
+        # co-aligned with the page index modulo 2 MiB, as huge pages are: the first
+        # allocation and a run after any other give the same physical layout
+        pfn = self._next + (first - self._next) % HUGE_PAGES
+        self._next = pfn + n
         runs[first] = (last, pfn)
         kind, target, base = access
         self._frames[pfn] = (pfn + n - 1, kind, target, base + (first - base_page) * PAGE_SIZE)

@@ -61,7 +61,9 @@ def call(request: int, st: ctypes.Structure) -> ctypes.Structure:
     return st
 
 
-alloc = call(uapi.IOMMU_IOAS_ALLOC, uapi.iommu_ioas_alloc(size=ctypes.sizeof(uapi.iommu_ioas_alloc)))
+alloc = call(
+    uapi.IOMMU_IOAS_ALLOC, uapi.iommu_ioas_alloc(size=ctypes.sizeof(uapi.iommu_ioas_alloc))
+)
 ioas = alloc.out_ioas_id
 print("ioas:", ioas)
 buf = mmap.mmap(-1, 4 * PAGE)
@@ -75,10 +77,13 @@ hole.close()
 
 def ioas_map(user_va: int, iova: int, size: int = ctypes.sizeof(uapi.iommu_ioas_map)) -> int:
     flags = (
-        uapi.IOMMU_IOAS_MAP_FIXED_IOVA | uapi.IOMMU_IOAS_MAP_READABLE | uapi.IOMMU_IOAS_MAP_WRITEABLE
+        uapi.IOMMU_IOAS_MAP_FIXED_IOVA
+        | uapi.IOMMU_IOAS_MAP_READABLE
+        | uapi.IOMMU_IOAS_MAP_WRITEABLE
     )
-    st = uapi.iommu_ioas_map(size=size, flags=flags, ioas_id=ioas, user_va=user_va,
-                             length=PAGE, iova=iova)  # fmt: skip
+    st = uapi.iommu_ioas_map(
+        size=size, flags=flags, ioas_id=ioas, user_va=user_va, length=PAGE, iova=iova
+    )
     return ioctl(uapi.IOMMU_IOAS_MAP, ctypes.addressof(st))
 
 
@@ -102,8 +107,13 @@ def test_cmd(op: int, obj_id: int, **fields: object) -> uapi.iommu_test_cmd:
     return call(uapi.IOMMU_TEST_CMD, cmd)  # type: ignore[return-value]
 
 
-step("mock domain on an IOAS with a hole mapped", lambda: test_cmd(uapi.IOMMU_TEST_OP_MOCK_DOMAIN, ioas).mock_domain.out_stdev_id)
-ioas2 = call(uapi.IOMMU_IOAS_ALLOC, uapi.iommu_ioas_alloc(size=ctypes.sizeof(uapi.iommu_ioas_alloc))).out_ioas_id
+step(
+    "mock domain on an IOAS with a hole mapped",
+    lambda: test_cmd(uapi.IOMMU_TEST_OP_MOCK_DOMAIN, ioas).mock_domain.out_stdev_id,
+)
+ioas2 = call(
+    uapi.IOMMU_IOAS_ALLOC, uapi.iommu_ioas_alloc(size=ctypes.sizeof(uapi.iommu_ioas_alloc))
+).out_ioas_id
 ioas = ioas2
 step("map into the second IOAS", lambda: ioas_map(va, BASE))
 stdev = test_cmd(uapi.IOMMU_TEST_OP_MOCK_DOMAIN, ioas).mock_domain.out_stdev_id
@@ -120,24 +130,49 @@ out = ctypes.create_string_buffer(5)
 step(
     "access read",
     lambda: (
-        test_cmd(uapi.IOMMU_TEST_OP_ACCESS_RW, access, access_rw__iova=BASE,
-                 access_rw__length=5, access_rw__uptr=ctypes.addressof(out)),  # fmt: skip
+        test_cmd(
+            uapi.IOMMU_TEST_OP_ACCESS_RW,
+            access,
+            access_rw__iova=BASE,
+            access_rw__length=5,
+            access_rw__uptr=ctypes.addressof(out),
+        ),
         out.raw,
     )[1],
 )
 step(
     "access read into a hole",
-    lambda: test_cmd(uapi.IOMMU_TEST_OP_ACCESS_RW, access, access_rw__iova=BASE,
-                     access_rw__length=5, access_rw__uptr=hole_va),  # fmt: skip
+    lambda: test_cmd(
+        uapi.IOMMU_TEST_OP_ACCESS_RW,
+        access,
+        access_rw__iova=BASE,
+        access_rw__length=5,
+        access_rw__uptr=hole_va,
+    ),
 )
-step("access rw on a non-access fd", lambda: test_cmd(uapi.IOMMU_TEST_OP_ACCESS_RW, fd,
-     access_rw__iova=BASE, access_rw__length=5, access_rw__uptr=ctypes.addressof(out)))  # fmt: skip
+step(
+    "access rw on a non-access fd",
+    lambda: test_cmd(
+        uapi.IOMMU_TEST_OP_ACCESS_RW,
+        fd,
+        access_rw__iova=BASE,
+        access_rw__length=5,
+        access_rw__uptr=ctypes.addressof(out),
+    ),
+)
 destroy_stdev = uapi.iommu_destroy(size=ctypes.sizeof(uapi.iommu_destroy), id=stdev)
 step("destroy the mock domain", lambda: ioctl(uapi.IOMMU_DESTROY, ctypes.addressof(destroy_stdev)))
 destroy = uapi.iommu_destroy(size=ctypes.sizeof(uapi.iommu_destroy), id=ioas)
-step("destroy the IOAS with an access", lambda: ioctl(uapi.IOMMU_DESTROY, ctypes.addressof(destroy)))
+step(
+    "destroy the IOAS with an access", lambda: ioctl(uapi.IOMMU_DESTROY, ctypes.addressof(destroy))
+)
 dup = os.dup(access)
 os.close(access)
-step("destroy it while a dup of the access fd lives", lambda: ioctl(uapi.IOMMU_DESTROY, ctypes.addressof(destroy)))
+step(
+    "destroy it while a dup of the access fd lives",
+    lambda: ioctl(uapi.IOMMU_DESTROY, ctypes.addressof(destroy)),
+)
 os.close(dup)
-step("destroy it after the last close", lambda: ioctl(uapi.IOMMU_DESTROY, ctypes.addressof(destroy)))
+step(
+    "destroy it after the last close", lambda: ioctl(uapi.IOMMU_DESTROY, ctypes.addressof(destroy))
+)

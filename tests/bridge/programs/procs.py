@@ -104,5 +104,12 @@ def status() -> None:
     print("Name line kept", any(line.startswith("Name:") for line in text.splitlines()))
 
 
-{"fork": fork, "threads": threads, "exec": exec_, "after_exec": after_exec,
- "failnth": failnth, "debugfs": debugfs, "status": status}[sys.argv[1]]()  # fmt: skip
+{
+    "fork": fork,
+    "threads": threads,
+    "exec": exec_,
+    "after_exec": after_exec,
+    "failnth": failnth,
+    "debugfs": debugfs,
+    "status": status,
+}[sys.argv[1]]()
