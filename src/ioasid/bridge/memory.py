@@ -15,9 +15,18 @@ of the old address space is unmapped.
 
 from __future__ import annotations
 
+import ctypes
 import os
 
-from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace, Vma, efault
+from ioasid.hw.memory import (
+    PAGE_SIZE,
+    SelfAddressSpace,
+    Vma,
+    _IoVec,
+    _process_vm_readv,
+    _process_vm_writev,
+    efault,
+)
 from ioasid.kernel.pages import HUGETLBFS_MAGIC, fs_magic
 from ioasid.kernel.rangecount import RangeCount
 
@@ -30,6 +39,19 @@ class ProcessAddressSpace(SelfAddressSpace):
         self.alive = True
         self._kept: dict[int, bytearray] = {}
         self._pending: dict[int, bytearray] = {}
+        # one preallocated iovec pair and page for the small copies of every ioctl
+        self._scratch = ctypes.create_string_buffer(PAGE_SIZE)
+        self._scratch_addr = ctypes.addressof(self._scratch)
+        self._local = _IoVec(self._scratch_addr, 0)
+        self._remote = _IoVec(0, 0)
+        self._local_ref, self._remote_ref = ctypes.byref(self._local), ctypes.byref(self._remote)
+
+    def _copy(self, addr: int, length: int, write: bool) -> bool:
+        """One ``process_vm_readv``/``writev`` of the scratch page: all bytes or nothing."""
+        self._local.iov_len = self._remote.iov_len = length
+        self._remote.iov_base = addr
+        op = _process_vm_writev if write else _process_vm_readv
+        return bool(op(self.pid, self._local_ref, 1, self._remote_ref, 1, 0) == length)
 
     def keep_pinned(self, pins: RangeCount) -> None:
         """Copy every page ``pins`` holds (the mm's long-term pins), for after :meth:`gone`.
@@ -64,11 +86,21 @@ class ProcessAddressSpace(SelfAddressSpace):
 
     def read(self, addr: int, length: int) -> bytes:
         if self.alive:
+            if 0 < length <= PAGE_SIZE and 0 <= addr < (1 << 64) - length:
+                if not self._copy(addr, length, False):
+                    raise efault("read", addr, length)
+                return ctypes.string_at(self._scratch_addr, length)
             return super().read(addr, length)
         return b"".join(bytes(p[o : o + n]) for p, o, n in self._kept_range(addr, length, "read"))
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         if self.alive:
+            length = len(data)
+            if 0 < length <= PAGE_SIZE and 0 <= addr < (1 << 64) - length:
+                ctypes.memmove(self._scratch_addr, bytes(data), length)
+                if not self._copy(addr, length, True):
+                    raise efault("write", addr, length)
+                return
             super().write(addr, data)
             return
         view = memoryview(data).cast("B")

@@ -147,7 +147,10 @@ class Supervisor:
         under the filter; its exit status (``128 + signal`` if a signal killed it)."""
         while self._listening or self.status is None:
             ready = dict(self._poller.poll())
-            self.files.drain()
+            if self.files.inotify in ready:
+                # a close the program made before a call it makes next is already queued
+                # when that call is: it is in this poll's answer, released before we serve
+                self.files.drain()
             for fd in ready:
                 gone = self._by_pidfd.get(fd)
                 if gone is not None:
@@ -176,7 +179,6 @@ class Supervisor:
             return
         nid, tid, nr = n.id, n.pid, n.data.nr
         try:
-            self.files.drain()
             prog = self._program(tid)
             handler = self.handlers.get(nr)
             result = None if handler is None else handler(n, prog, tid)
