@@ -178,3 +178,24 @@ def test_kernel_selftest_binary_iommufd() -> None:
     failed = [t for t in expected if not got.get(t)]
     assert not failed, f"{len(failed)} tests that pass on 7.3 fail through the bridge: {failed}"
     assert sum(got.values()) >= 210
+
+
+NEEDS_VIOMMU_FAIL_NTH = {"basic_fail_nth.device"}
+"""``test_nth_device`` allocates a vIOMMU, vDEVICE and vEVENTQ: not simulated yet."""
+
+
+def test_kernel_selftest_binary_iommufd_fail_nth_sees_its_knobs() -> None:
+    """The fault-injection plumbing of ``iommufd_fail_nth``: the debugfs knobs are there (no
+    test skips), ``fail-nth`` is armed, read back and disarmed around every call. Whether a
+    fault is injected is up to the simulator's fault points (:mod:`ioasid.kernel.fail_nth`):
+    until they exist every sweep ends at its first iteration."""
+    binary = SELFTESTS / "iommufd_fail_nth"
+    if not binary.exists():
+        pytest.skip(f"{binary} (the oracle's 7.3 selftest build) is not on this machine")
+    r = ioasid_run(str(binary), timeout=600)
+    results = dict(
+        (m.group(3), m.group(1) is None)
+        for m in re.finditer(r"^(not )?ok (\d+) (\S+)", r.stdout, re.M)
+    )
+    assert len(results) == 8 and "# SKIP" not in r.stdout, r.stdout
+    assert all(ok for t, ok in results.items() if t not in NEEDS_VIOMMU_FAIL_NTH), r.stdout
