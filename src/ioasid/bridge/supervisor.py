@@ -27,9 +27,10 @@ import select
 import shutil
 import signal
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ioasid.bridge import seccomp as sc
 from ioasid.bridge.files import OpenFiles, Placeholder, ProgramFiles
@@ -44,8 +45,8 @@ from ioasid.bridge.procfs import (
 )
 from ioasid.hw.memory import PAGE_SIZE, new_syscall
 from ioasid.kernel.errors import KernelBug, bug
-from ioasid.kernel.machine import Kernel
-from ioasid.kernel.process import MmStruct, Task, effective_caps, root_caps
+from ioasid.kernel.private import File
+from ioasid.kernel.process import MmStruct, Processes, Task, effective_caps, root_caps
 
 log = logging.getLogger("ioasid.bridge")
 
@@ -63,6 +64,16 @@ def _s32(v: int) -> int:
 
 def _s64(v: int) -> int:
     return v - (1 << 64) if v >> 63 else v
+
+
+class Host(Protocol):
+    """What the bridge needs of the simulated host (the sim backend's kernel): its lock,
+    its tasks and ``open(2)`` of its device nodes; the rest it reaches through the files."""
+
+    lock: threading.RLock
+    processes: Processes
+
+    def open(self, path: str) -> File: ...
 
 
 @dataclass
@@ -109,7 +120,7 @@ def _proc_status_fields(pid: int) -> dict[str, str]:
 class Supervisor:
     """Serves one program (all its processes and threads) from one simulated kernel."""
 
-    def __init__(self, kernel: Kernel, listener: sc.Listener, main_pid: int) -> None:
+    def __init__(self, kernel: Host, listener: sc.Listener, main_pid: int) -> None:
         self.kernel = kernel
         self.listener = listener
         self.main_pid = main_pid
@@ -580,7 +591,7 @@ def launch(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[int,
     return pid, sc.Listener(fds[0])
 
 
-def run(argv: Sequence[str], kernel: Kernel, env: dict[str, str] | None = None) -> int:
+def run(argv: Sequence[str], kernel: Host, env: dict[str, str] | None = None) -> int:
     """Run ``argv`` against ``kernel``; its exit status. Terminal signals (``SIGINT``,
     ``SIGQUIT``) reach the program from the terminal and are ignored here; ``SIGTERM`` and
     ``SIGHUP`` sent to the supervisor are passed on to the program."""
