@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .grouping import AcsState, Grouping, IommuGroup, KernelOptions, group
-from .model import AcsFlag, Bdf, PcieType, PciFunction, Topology
+from .model import AcsFlag, Bdf, PcieType, PciFunction, Topology, gc_paused
 from .quirks import AcsOverride
 
 __all__ = [
@@ -79,6 +79,9 @@ def viability(topo: Topology, g: IommuGroup) -> Viability:
         if topo.functions[b].driver and topo.functions[b].driver not in DRIVER_MANAGED_DMA
     )
     return Viability(not blockers, blockers)
+
+
+_RR_UF = int(AcsFlag.RR | AcsFlag.UF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +143,7 @@ def pasid_eligibility(
         return PasidVerdict(bdf, False, "extended capabilities unreadable (need root)", True)
     if not f.pasid:
         return PasidVerdict(bdf, False, "no PASID extended capability")
-    from .quirks import dev_flags
-
-    no_tlp = dev_flags(f, topo).pasid_no_tlp
+    no_tlp = acs.dq[bdf].pasid_no_tlp
     ee = _eetlp_prefix_max(topo, bdf, memo)
     if not no_tlp and not ee:
         if ee is None:
@@ -153,8 +154,8 @@ def pasid_eligibility(
             "no End-End TLP prefix support on the device or a port above it "
             "(eetlp_prefix_max = 0; pci_enable_pasid returns -EINVAL)",
         )
-    fail = acs.path_enabled(bdf, AcsFlag.RR | AcsFlag.UF)
-    unc = acs.path_uncertain(bdf, AcsFlag.RR | AcsFlag.UF)
+    fail = acs.path_enabled(bdf, _RR_UF)
+    unc = acs.path_uncertain(bdf, _RR_UF)
     if fail is not None:
         return PasidVerdict(
             bdf,
@@ -456,6 +457,11 @@ def report(
     p2p: bool = True,
 ) -> dict[str, Any]:
     """The machine-readable audit (the CLI's ``--json``)."""
+    with gc_paused():
+        return _report(gr, acs_override, p2p)
+
+
+def _report(gr: Grouping, acs_override: AcsOverride | str | None, p2p: bool) -> dict[str, Any]:
     topo = gr.topology
     acs = gr.acs
     memo: dict[Bdf, bool | None] = {}

@@ -33,8 +33,14 @@ Format (unknown keys are ignored; see ``FIELDS``)::
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import reprlib
+import select
+import stat
+import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -42,9 +48,41 @@ from typing import Any
 
 import yaml
 
-from .model import Acs, Bdf, PcieType, PciFunction, Topology, TopologyError, devfn_str
+from .model import (
+    Acs,
+    Bdf,
+    PcieType,
+    PciFunction,
+    Topology,
+    TopologyError,
+    devfn_str,
+    gc_paused,
+)
 
-__all__ = ["FIELDS", "dump", "load", "load_default_host", "parse"]
+__all__ = [
+    "FIELDS",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "READ_TIMEOUT",
+    "decode",
+    "dump",
+    "load",
+    "load_default_host",
+    "parse",
+]
+
+#: Files larger than this are refused (50,000 functions take about 10 MB of YAML).
+MAX_FILE_BYTES = 64 << 20
+#: Deepest nesting accepted (a topology file needs 5 levels).
+MAX_DEPTH = 32
+#: Seconds a pipe or character device may take to deliver its data.
+READ_TIMEOUT = 10.0
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 2
+_REPR.maxstring = 60
+_REPR.maxother = 60
+_LOADER: type[Any] | None = None
 
 FIELDS = (
     "bdf",
@@ -79,37 +117,51 @@ def _err(where: str, msg: str) -> TopologyError:
 
 def _int(v: Any, where: str, key: str, hi: int = 0xFFFFFFFF) -> int:
     if isinstance(v, bool):
-        raise _err(where, f"{key} must be a number, not {v!r}")
+        raise _err(where, f"{key} must be a number, not {_show(v)}")
     if isinstance(v, int):
         n = v
     elif isinstance(v, str):
         try:
             n = int(v, 0) if v.strip().lower().startswith("0x") else int(v, 16)
         except ValueError:
-            raise _err(where, f"{key} {v!r} is not a number") from None
+            raise _err(where, f"{key} {_show(v)} is not a number") from None
     else:
         raise _err(where, f"{key} must be a number, not {type(v).__name__}")
     if not 0 <= n <= hi:
-        raise _err(where, f"{key} {v!r} is out of range 0..{hi:#x}")
+        raise _err(where, f"{key} {_show(v)} is out of range 0..{hi:#x}")
     return n
+
+
+def _scalar_str(v: Any, where: str, key: str) -> str:
+    """A text field: strings as they are, numbers spelled out, anything else refused."""
+    if isinstance(v, str):
+        if not v.isascii():
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _err(where, f"{key} {_show(v)} is not valid Unicode text") from None
+        return v
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return str(v)
+    raise _err(where, f"{key} must be a string, not {_show(v)}")
 
 
 def _bool(v: Any, where: str, key: str) -> bool:
     if isinstance(v, bool):
         return v
-    raise _err(where, f"{key} must be true or false, not {v!r}")
+    raise _err(where, f"{key} must be true or false, not {_show(v)}")
 
 
 def _id_pair(v: Any, where: str, key: str) -> tuple[int, int]:
     if not isinstance(v, str) or v.count(":") != 1:
-        raise _err(where, f'{key} must be "vvvv:dddd" (hex vendor:device), not {v!r}')
+        raise _err(where, f'{key} must be "vvvv:dddd" (hex vendor:device), not {_show(v)}')
     a, b = v.split(":")
     try:
         va, vb = int(a, 16), int(b, 16)
     except ValueError:
-        raise _err(where, f"{key} {v!r} is not hex vendor:device") from None
+        raise _err(where, f"{key} {_show(v)} is not hex vendor:device") from None
     if not (0 <= va <= 0xFFFF and 0 <= vb <= 0xFFFF):
-        raise _err(where, f"{key} {v!r}: vendor and device are 16-bit")
+        raise _err(where, f"{key} {_show(v)}: vendor and device are 16-bit")
     return va, vb
 
 
@@ -126,20 +178,20 @@ def _devfn(v: Any, where: str) -> int:
             slot, fn = -1, -1
         if 0 <= slot <= 0x1F and 0 <= fn <= 7:
             return (slot << 3) | fn
-    raise _err(where, f'dma_alias entry {v!r} is not a devfn ("dd.f" or 0..255)')
+    raise _err(where, f'dma_alias entry {_show(v)} is not a devfn ("dd.f" or 0..255)')
 
 
 def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
     """One device entry; returns the function and whether ``multifunction`` was given."""
     if not isinstance(raw, Mapping):
-        raise TopologyError(f"device #{i + 1}: must be a mapping of fields, not {raw!r}")
+        raise TopologyError(f"device #{i + 1}: must be a mapping of fields, not {_show(raw)}")
     bdf_raw = raw.get("bdf")
     where = f"device #{i + 1}" + (f" ({bdf_raw})" if isinstance(bdf_raw, str) else "")
     missing = [k for k in _REQUIRED if k not in raw]
     if missing:
         raise _err(where, f"missing required key(s): {', '.join(missing)}")
     try:
-        bdf = Bdf.parse(str(bdf_raw))
+        bdf = Bdf.parse(_scalar_str(bdf_raw, where, "bdf"))
     except ValueError as e:
         raise _err(where, f"bad bdf: {e}") from None
     where = str(bdf)
@@ -148,12 +200,12 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
     if pt_raw is None:
         pt_raw = "none"
     try:
-        pcie_type = PcieType.from_file_name(str(pt_raw))
+        pcie_type = PcieType.from_file_name(_scalar_str(pt_raw, where, "pcie_type"))
     except KeyError:
         from .model import PCIE_TYPE_FILE_NAMES
 
         raise _err(
-            where, f"pcie_type {pt_raw!r} is not one of {', '.join(PCIE_TYPE_FILE_NAMES)}"
+            where, f"pcie_type {_show(pt_raw)} is not one of {', '.join(PCIE_TYPE_FILE_NAMES)}"
         ) from None
     par = raw["parent"]
     parent: Bdf | None
@@ -161,7 +213,7 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
         parent = None
     else:
         try:
-            parent = Bdf.parse(par)
+            parent = Bdf.parse(_scalar_str(par, where, "parent"))
         except ValueError as e:
             raise _err(where, f"bad parent (root_bus or a bridge's bdf): {e}") from None
     cls_raw = raw.get("class")
@@ -171,21 +223,21 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
         s = (
             f"{cls_raw:x}"
             if isinstance(cls_raw, int) and not isinstance(cls_raw, bool)
-            else str(cls_raw)
+            else _scalar_str(cls_raw, where, "class")
         )
         s = s.lower().removeprefix("0x")
         try:
             n = int(s, 16)
         except ValueError:
-            raise _err(where, f'class {cls_raw!r} is not hex (e.g. "0604")') from None
+            raise _err(where, f'class {_show(cls_raw)} is not hex (e.g. "0604")') from None
         class_code = n >> 8 if len(s) == 6 else n
         if class_code > 0xFFFF:
-            raise _err(where, f"class {cls_raw!r} has more than 4 (or 6) hex digits")
+            raise _err(where, f"class {_show(cls_raw)} has more than 4 (or 6) hex digits")
     acs: Acs | None = None
     acs_raw = raw.get("acs")
     if acs_raw is not None:
         if not isinstance(acs_raw, Mapping) or "cap" not in acs_raw:
-            raise _err(where, f"acs must be null or {{cap: 0x.., ctl: 0x..}}, not {acs_raw!r}")
+            raise _err(where, f"acs must be null or {{cap: 0x.., ctl: 0x..}}, not {_show(acs_raw)}")
         acs = Acs(
             _int(acs_raw["cap"], where, "acs.cap"),
             _int(acs_raw.get("ctl", acs_raw.get("ctrl", 0)), where, "acs.ctl"),
@@ -212,12 +264,14 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
     subsystem = _id_pair(sub, where, "subsystem") if sub is not None else (None, None)
     physfn_raw = raw.get("physfn")
     try:
-        physfn = Bdf.parse(physfn_raw) if physfn_raw else None
+        physfn = Bdf.parse(_scalar_str(physfn_raw, where, "physfn")) if physfn_raw else None
     except ValueError as e:
         raise _err(where, f"bad physfn: {e}") from None
     drv = raw.get("driver")
     if drv is not None and not isinstance(drv, str):
-        raise _err(where, f"driver must be a name or null, not {drv!r}")
+        raise _err(where, f"driver must be a name or null, not {_show(drv)}")
+    if drv is not None:
+        drv = _scalar_str(drv, where, "driver")
     sec = raw.get("secondary_bus")
     kg = raw.get("kernel_group")
     f = PciFunction(
@@ -249,22 +303,34 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
         iommu=_bool(raw.get("iommu", bdf.domain < 0x10000), where, "iommu"),
         pch_acs_workaround=_bool(raw.get("pch_acs_workaround", True), where, "pch_acs_workaround"),
         kernel_group=None if kg is None else _int(kg, where, "kernel_group"),
-        name=None if raw.get("name") is None else str(raw.get("name")),
+        name=None if raw.get("name") is None else _scalar_str(raw["name"], where, "name"),
     )
     return f, "multifunction" in raw
 
 
 def parse(data: Any, *, source: str = "<data>") -> Topology:
     """Build a ``Topology`` from already-decoded YAML/JSON data."""
+    if data is None:
+        raise TopologyError(f"{source}: empty file (expected YAML or JSON with a 'devices' list)")
     if isinstance(data, Mapping):
         devices = data.get("devices")
         if devices is None:
             raise TopologyError(f"{source}: no 'devices' list at the top level")
-    else:
+        if not isinstance(devices, list):
+            raise TopologyError(
+                f"{source}: 'devices' must be a list of device entries, not {_show(devices)}"
+            )
+    elif isinstance(data, list):
         devices = data
-    if not isinstance(devices, list):
-        raise TopologyError(f"{source}: 'devices' must be a list of device entries")
-    parsed = [_parse_device(d, i) for i, d in enumerate(devices)]
+    else:
+        raise TopologyError(
+            f"{source}: the top level must be a mapping with a 'devices' list, or a list of "
+            f"devices, not {_show(data)}"
+        )
+    try:
+        parsed = [_parse_device(d, i) for i, d in enumerate(devices)]
+    except TopologyError as e:
+        raise TopologyError(f"{source}: {e}") from None
     slots: dict[tuple[int, int, int], int] = {}
     for f, _ in parsed:
         k = (f.bdf.domain, f.bdf.bus, f.bdf.dev)
@@ -284,29 +350,409 @@ def parse(data: Any, *, source: str = "<data>") -> Topology:
     return topo
 
 
-def load(path: str | os.PathLike[str]) -> Topology:
-    """Read a topology file (YAML, or JSON by extension or content)."""
-    p = Path(path)
+def _show(v: Any) -> str:
+    """A bounded ``repr`` for messages: hostile data (deep, aliased, huge) stays cheap."""
+    return _REPR.repr(v)
+
+
+def _read_capped(p: Path, cap: int) -> bytes:
+    """At most ``cap + 1`` bytes of ``p``, whatever ``stat`` says (``/dev/zero``, a FIFO, a
+    growing file). ``O_NONBLOCK`` keeps ``open()`` of a FIFO without a writer from blocking
+    (its ``read()`` is then EOF); non-regular files are read under ``READ_TIMEOUT``."""
+    fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise TopologyError(f"cannot read topology file {p}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise TopologyError(f"{p}: not a text file (expected YAML or JSON)") from None
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        regular = stat.S_ISREG(st.st_mode)
+        if regular:
+            os.set_blocking(fd, True)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + READ_TIMEOUT
+        chunks: list[bytes] = []
+        total = 0
+        while total <= cap:
+            try:
+                b = os.read(fd, min(1 << 20, cap + 1 - total))
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0 or not poller.poll(left * 1000):
+                    raise TopologyError(
+                        f"{p}: no data within {READ_TIMEOUT:g} s (a pipe or device that "
+                        "never ends its file)"
+                    ) from None
+                continue
+            if not b:
+                break
+            chunks.append(b)
+            total += len(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _yaml_loader() -> type[Any]:
+    """libyaml's ``CSafeLoader`` when it is installed and bounds nesting itself (libyaml
+    >= 0.2.5 stops at 1000 levels), else the pure-Python loader with our own depth bound.
+    Both resolve scalars without YAML 1.1's base-60 numbers, octal and timestamps (an unquoted
+    ``00:01.0`` stays a BDF, ``class: 0604`` stays hex, ``2024-02-30`` cannot raise)."""
+    global _LOADER
+    if _LOADER is None:
+        c_loader: type[Any] | None = getattr(yaml, "CSafeLoader", None)
+        if c_loader is not None:
+            try:
+                yaml.load("[" * 1100 + "]" * 1100, Loader=c_loader)
+            except yaml.YAMLError:
+                pass  # refused: libyaml has its own nesting limit
+            else:
+                c_loader = None
+        if c_loader is not None:
+            _LOADER = type("_TopoCLoader", (c_loader,), {"yaml_implicit_resolvers": _RESOLVERS})
+        else:
+            _LOADER = _BoundedSafeLoader
+    return _LOADER
+
+
+class _BoundedSafeLoader(yaml.SafeLoader):
+    """``SafeLoader`` whose composer refuses nesting deeper than ``MAX_DEPTH`` (PyYAML's
+    composer recurses: 1000 levels are a ``RecursionError``)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    out: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+    repl = {
+        "tag:yaml.org,2002:float": re.compile(
+            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""",
+            re.X,
+        ),
+        "tag:yaml.org,2002:int": re.compile(
+            r"""^(?:[-+]?0b[0-1_]+
+                |[-+]?(?:0|[1-9][0-9_]*)
+                |[-+]?0x[0-9a-fA-F_]+)$""",
+            re.X,
+        ),
+    }
+    for first, lst in yaml.SafeLoader.yaml_implicit_resolvers.items():
+        kept = [(tag, repl.get(tag, rx)) for tag, rx in lst if tag != "tag:yaml.org,2002:timestamp"]
+        if kept:
+            out[first] = kept
+    return out
+
+
+_RESOLVERS = _resolvers()
+_BoundedSafeLoader.yaml_implicit_resolvers = _RESOLVERS
+
+
+# -- a fast reader for plain block YAML -------------------------------------------------------
+#
+# libyaml composes about 400,000 nodes a second here: 50,000 devices take 5 s before any of
+# our code runs. The YAML that ``yaml.safe_dump`` (and ``ioasid groups --save``) writes is a
+# small subset: block mappings and sequences, one ``key: scalar`` per line, simple quoting.
+# ``_fast_block_yaml`` reads exactly that subset, with the same scalar resolution as the
+# loaders above, and returns ``None`` for anything else (flow collections, anchors, tags,
+# comments after values, multi-line scalars, escapes, tabs...), which then goes to libyaml.
+# The tests check that whatever it accepts, ``yaml.load`` reads to the same data.
+
+_IN = r"[A-Za-z0-9_.+/()~=,\[\]{}'\"!&*|>%@?<^$;\\-]"  # ASCII but space, '#' and ':'
+_PLAIN = rf"(?:[A-Za-z0-9_.+/()~]|-(?=\S))(?:{_IN}|:(?=\S)| (?={_IN}))*"
+_SCALAR = rf"(?:'(?:[^'\n]|'')*'|\"[^\"\\\n]*\"|{_PLAIN}|\[\]|\{{\}})"
+_BLOCK_LINE = re.compile(
+    rf"( *)(- )?(?:([A-Za-z_][A-Za-z0-9_-]*):(?: +({_SCALAR}))?|({_SCALAR})) *"
+)
+_BOOL = {"yes": True, "no": False, "true": True, "false": False, "on": True, "off": False}
+
+
+def _resolve_plain(v: str) -> Any:
+    """A plain scalar as ``SafeConstructor`` builds it under ``_RESOLVERS``."""
+    tag = "tag:yaml.org,2002:str"
+    for t, rx in _RESOLVERS.get(v[0], ()):
+        if rx.match(v):
+            tag = t
+            break
+    if tag == "tag:yaml.org,2002:str":
+        return v
+    if tag == "tag:yaml.org,2002:null":
+        return None
+    if tag == "tag:yaml.org,2002:bool":
+        return _BOOL[v.lower()]
+    if tag == "tag:yaml.org,2002:int":
+        w = v.replace("_", "")
+        sign = -1 if w[0] == "-" else 1
+        if w[0] in "+-":
+            w = w[1:]
+        if w.startswith("0b"):
+            return sign * int(w[2:], 2)
+        if w.startswith("0x"):
+            return sign * int(w[2:], 16)
+        return sign * int(w)
+    if tag == "tag:yaml.org,2002:float":
+        w = v.replace("_", "").lower()
+        sign = -1 if w[0] == "-" else 1
+        if w[0] in "+-":
+            w = w[1:]
+        if w == ".inf":
+            return sign * float("inf")
+        if w == ".nan":
+            return float("nan")
+        return sign * float(w)
+    raise _NotSimple  # a tag with no constructor here (merge, value): libyaml decides
+
+
+class _NotSimple(Exception):
+    pass
+
+
+def _scalar(tok: str) -> Any:
+    c = tok[0]
+    if c == "'":
+        return tok[1:-1].replace("''", "'")
+    if c == '"':
+        return tok[1:-1]
+    if tok == "[]":
+        return []
+    if tok == "{}":
+        return {}
+    return _resolve_plain(tok)
+
+
+def _fast_block_yaml(text: str) -> Any:
+    """``text`` read as plain block YAML, or ``None`` when it is not (see above)."""
     try:
-        if p.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
+        return _fast_block(text)
+    except _NotSimple:
+        return None
+
+
+_NOVAL = object()  # "key:" with its value on the following lines
+_NEW_LIST = object()
+_NEW_DICT = object()
+
+
+def _line_info(m: re.Match[str]) -> tuple[int, bool, Any, Any]:
+    ind_s, dash, key, kval, sval = m.groups()
+    tok = kval if key is not None else sval
+    if tok is None:
+        val: Any = _NOVAL
+    elif tok == "[]":
+        val = _NEW_LIST
+    elif tok == "{}":
+        val = _NEW_DICT
+    else:
+        val = _scalar(tok)
+    return (len(ind_s), dash is not None, _NOVAL if key is None else _resolve_plain(key), val)
+
+
+def _fast_block(text: str) -> Any:
+    match = _BLOCK_LINE.fullmatch
+    seen: dict[str, tuple[int, bool, Any, Any] | None] = {}  # most lines repeat
+    root: Any = None
+    stack: list[tuple[int, Any]] = []  # (column, dict or list)
+    pending: tuple[dict[Any, Any], Any, int] | None = None  # "key:" waiting for its value
+    ind: int
+    dash: bool
+    key: Any
+    val: Any
+    for line in text.split("\n"):
+        if line in seen:
+            info = seen[line]
+        else:
+            m = match(line)
+            if m is None:
+                s = line.lstrip(" ")
+                if s and s[0] != "#":
+                    return None
+                info = None  # blank or comment line
+            else:
+                info = _line_info(m)
+            seen[line] = info
+        if info is None:
+            continue
+        ind, dash, key, val = info
+        if val is _NEW_LIST:
+            val = []
+        elif val is _NEW_DICT:
+            val = {}
+        if pending is not None:
+            pd, pk, pind = pending
+            pending = None
+            if ind > pind or (dash and ind == pind):
+                child: Any = [] if dash else {}
+                pd[pk] = child
+                stack.append((ind, child))
+            else:
+                pd[pk] = None
+        if root is None:
+            if ind:
+                return None
+            root = [] if dash else {}
+            stack.append((0, root))
+        while stack[-1][0] > ind or (
+            not dash and stack[-1][0] == ind and stack[-1][1].__class__ is list and len(stack) > 1
+        ):
+            stack.pop()
+            if not stack:
+                return None
+        col, cont = stack[-1]
+        if col != ind:
+            return None
+        if dash:
+            if cont.__class__ is not list:
+                return None
+            if key is _NOVAL:
+                cont.append(val)
+                continue
+            d: dict[Any, Any] = {}
+            cont.append(d)
+            ind += 2
+            stack.append((ind, d))
+            cont = d
+        elif cont.__class__ is not dict or key is _NOVAL:
+            return None
+        if val is _NOVAL:
+            pending = (cont, key, ind)
+        else:
+            cont[key] = val
+    if pending is not None:
+        pending[0][pending[1]] = None
+    return root
+
+
+def _check_shape(data: Any, where: str, max_values: int) -> None:
+    """Nesting at most ``MAX_DEPTH``, no alias cycle, and at most ``max_values`` values once
+    every alias is expanded (a billion-laughs file composes to a few shared nodes; anything
+    that walked it would expand them). Walks each shared node once."""
+    if data.__class__ is not dict and data.__class__ is not list:
+        return
+    memo: dict[int, tuple[int, int]] = {}  # id -> (height, expanded values)
+    frames: list[list[Any]] = []
+    on_path: set[int] = set()
+
+    def push(obj: Any) -> None:
+        vals = obj.values() if obj.__class__ is dict else obj
+        kids = [c for c in vals if c.__class__ is dict or c.__class__ is list]
+        frames.append([obj, iter(kids), 0, 1 + len(obj) - len(kids)])
+        on_path.add(id(obj))
+
+    push(data)
+    while frames:
+        fr = frames[-1]
+        for kid in fr[1]:
+            m = memo.get(id(kid))
+            if m is None:
+                if id(kid) in on_path:
+                    raise TopologyError(f"{where}: a YAML alias refers to itself (recursive data)")
+                if len(frames) >= MAX_DEPTH:
+                    raise TopologyError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+                push(kid)
+                break
+            fr[2] = max(fr[2], m[0])
+            fr[3] += m[1]
+            if fr[3] > max_values:
+                raise TopologyError(
+                    f"{where}: YAML aliases expand to more than {max_values} values "
+                    "(at most 2 per byte of the file): refused"
+                )
+        else:
+            frames.pop()
+            on_path.discard(id(fr[0]))
+            memo[id(fr[0])] = (fr[2] + 1, fr[3])
+            if frames:
+                parent = frames[-1]
+                parent[2] = max(parent[2], fr[2] + 1)
+                parent[3] += fr[3]
+                if parent[3] > max_values:
+                    raise TopologyError(
+                        f"{where}: YAML aliases expand to more than {max_values} values "
+                        "(at most 2 per byte of the file): refused"
+                    )
+
+
+def decode(raw: bytes, *, source: str, json_hint: bool = False) -> Any:
+    """Bytes of a topology file to data: UTF-8, then JSON (by ``json_hint`` or a leading
+    ``{``/``[``) or YAML, bounded as ``load`` documents. Every failure is a ``TopologyError``."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TopologyError(
+            f"{source}: not UTF-8 text (byte {e.start} is {raw[e.start]:#04x}); "
+            "a topology file is YAML or JSON"
+        ) from None
+    if not text.strip():
+        raise TopologyError(f"{source}: empty file (expected YAML or JSON with a 'devices' list)")
+    as_json = json_hint or text.lstrip().startswith(("{", "["))
+    try:
+        if as_json:
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise TopologyError(f"{p}: not valid YAML/JSON: {e}") from None
-    return parse(data, source=str(p))
+            data = _fast_block_yaml(text)
+            if data is None:
+                data = yaml.load(text, Loader=_yaml_loader())
+    except _TooDeep:
+        raise TopologyError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
+    except RecursionError:
+        raise TopologyError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
+    except yaml.YAMLError as e:
+        if "nesting depth" in str(e):
+            raise TopologyError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
+        raise TopologyError(f"{source}: not valid YAML: {_one_line(e)}") from None
+    except ValueError as e:  # JSONDecodeError, int digit limits
+        kind = "JSON" if as_json else "YAML"
+        raise TopologyError(f"{source}: not valid {kind}: {_one_line(e)}") from None
+    _check_shape(data, source, 2 * len(raw) + 1024)
+    return data
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300]
+
+
+def load(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> Topology:
+    """Read a topology file (YAML, or JSON by extension or content).
+
+    Bounded for any input: at most ``max_bytes`` (default ``MAX_FILE_BYTES``) are read,
+    whatever the file claims; nesting is limited to ``MAX_DEPTH``; YAML aliases may not
+    expand the data beyond 2 values per byte. Every failure is a ``TopologyError`` naming
+    the file and the rule.
+    """
+    p = Path(path)
+    cap = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    try:
+        raw = _read_capped(p, cap)
+    except OSError as e:
+        raise TopologyError(f"cannot read topology file {p}: {e.strerror or e}") from None
+    if len(raw) > cap:
+        raise TopologyError(
+            f"{p}: larger than {cap} bytes (the topology file size limit); "
+            "not a topology file, or pass a larger max_bytes"
+        )
+    with gc_paused():
+        data = decode(raw, source=str(p), json_hint=p.suffix.lower() == ".json")
+        return parse(data, source=str(p))
 
 
 def load_default_host() -> Topology:
     """The embedded default host (``default_host.yaml``)."""
     text = resources.files("ioasid.topology").joinpath("default_host.yaml").read_text("utf-8")
-    return parse(yaml.safe_load(text), source="default_host.yaml")
+    return parse(decode(text.encode(), source="default_host.yaml"), source="default_host.yaml")
 
 
 def dump(topo: Topology) -> dict[str, Any]:

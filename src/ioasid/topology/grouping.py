@@ -16,9 +16,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from .model import AcsFlag, Bdf, PcieType, PciFunction, Topology, TopologyError, devfn_str
+from .model import (
+    AcsFlag,
+    Bdf,
+    PcieType,
+    PciFunction,
+    Topology,
+    TopologyError,
+    acs_names,
+    devfn_str,
+    gc_paused,
+)
 from .quirks import (
     ACS_ENABLE_OPS,
     PCI_DEV_ACS_ENABLED,
@@ -49,6 +59,9 @@ __all__ = [
 #: ``REQ_ACS_FLAGS`` of drivers/iommu/iommu.c: what an isolating bridge must provide.
 REQ_ACS_FLAGS = AcsFlag.SV | AcsFlag.RR | AcsFlag.CR | AcsFlag.UF
 
+_OPS_VENDORS = frozenset(op.vendor for op in ACS_ENABLE_OPS)
+_OPS_VENDORS = frozenset(range(0x10000)) if 0xFFFF in _OPS_VENDORS else _OPS_VENDORS
+_REQ = int(REQ_ACS_FLAGS)
 _STD_ENABLE = AcsFlag.SV | AcsFlag.RR | AcsFlag.CR | AcsFlag.UF
 _REDIR = AcsFlag.RR | AcsFlag.CR | AcsFlag.EC
 
@@ -69,9 +82,7 @@ def _dev_str_match(dev: PciFunction, spec: str) -> bool:
         parts = [int(p, 16) for p in spec[4:].split(":")]
         vals = [dev.vendor, dev.device, dev.subsystem_vendor or 0, dev.subsystem_device or 0]
         return all(p == 0 or p == v for p, v in zip(parts, vals, strict=False))
-    if spec.count(":") == 1:
-        spec = f"{dev.bdf.domain:04x}:{spec}"
-    try:
+    try:  # a short "bb:dd.f" is domain 0 (sscanf "%x:%x.%x" with seg = 0)
         return Bdf.parse(spec) == dev.bdf
     except ValueError:
         return False
@@ -131,15 +142,14 @@ class AcsVerdict:
             "device": str(self.bdf),
             "ok": self.ok,
             "rule": self.rule,
-            "missing": AcsFlag(self.missing & 0x7F).names(),
+            "missing": acs_names(self.missing),
             "quirk": self.quirk,
             "uncertain": self.uncertain,
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Reason:
-    """Why a device went where it went.
+class Reason(NamedTuple):
+    """Why a device went where it went (a tuple: grouping makes one or two per device).
 
     ``rule``: ``dma_alias`` (an alias source already had a group), ``acs_path`` (a bridge above
     is not ACS-isolated: the device anchors on it), ``alias_group`` (same-bus DMA alias),
@@ -160,7 +170,7 @@ class Reason:
             "device": str(self.device),
             "other": str(self.other) if self.other else None,
             "detail": self.detail,
-            "missing_acs": AcsFlag(self.missing & 0x7F).names(),
+            "missing_acs": acs_names(self.missing),
             "quirk": self.quirk,
         }
 
@@ -168,8 +178,7 @@ class Reason:
         return self.detail
 
 
-@dataclass(frozen=True, slots=True)
-class AliasStep:
+class AliasStep(NamedTuple):
     """One call of the ``pci_for_each_dma_alias()`` callback: (device, requester id, why)."""
 
     bdf: Bdf
@@ -224,6 +233,10 @@ class AcsState:
             self._pci_enable_acs(f)
         self._memo: dict[tuple[Bdf, int], AcsVerdict] = {}
         self._path_memo: dict[tuple[Bdf, int], AcsVerdict | None] = {}
+        self._unc_memo: dict[tuple[Bdf, int], bool] = {}
+        self._alias_memo: dict[tuple[int, int], tuple[AliasStep, ...]] = {}
+        self._unknown_memo: dict[tuple[int, int], bool] = {}
+        self._acs_path_text: dict[Bdf, str] = {}
 
     # pci_enable_acs ---------------------------------------------------------------------
 
@@ -234,7 +247,7 @@ class AcsState:
         measured = self.topo.acs_ctrl_measured if opts.enable_acs is None else not opts.enable_acs
         if opts.acs_enable:
             handled = False
-            for op in ACS_ENABLE_OPS:
+            for op in ACS_ENABLE_OPS if dev.vendor in _OPS_VENDORS else ():
                 if not op.matches(dev):
                     continue
                 if measured and op.disable_acs_redir is not None:
@@ -261,7 +274,7 @@ class AcsState:
             if add & ~ctrl:
                 log.append(f"pci_std_enable_acs set {_flags(add & ~ctrl)}")
             ctrl |= add
-        if any(_dev_str_match(dev, s) for s in opts.disable_acs_redir):
+        if opts.disable_acs_redir and any(_dev_str_match(dev, s) for s in opts.disable_acs_redir):
             done = False
             for op in ACS_ENABLE_OPS:
                 if op.disable_acs_redir and op.matches(dev):
@@ -449,66 +462,93 @@ class AcsState:
 
     def path_uncertain(self, bdf: Bdf, wanted: int = REQ_ACS_FLAGS) -> bool:
         """Did any verdict up to the answer of ``path_enabled`` rest on unread data?"""
-        cur: Bdf | None = bdf
-        while cur is not None:
-            v = self.acs_enabled(cur, wanted)
+        key = (bdf, int(wanted))
+        got = self._unc_memo.get(key)
+        if got is None:
+            v = self.acs_enabled(bdf, wanted)
             if v.uncertain:
-                return True
-            if not v.ok:
-                return False
-            bus = self.topo.bus_of(cur)
-            if bus.is_root:
-                return False
-            cur = bus.self_dev
-        return False
+                got = True
+            elif not v.ok:
+                got = False
+            else:
+                bus = self.topo.bus_of(bdf)
+                up = None if bus.is_root else bus.self_dev
+                got = False if up is None else self.path_uncertain(up, wanted)
+            self._unc_memo[key] = got
+        return got
 
     # pci_for_each_dma_alias ------------------------------------------------------------
 
     def dma_aliases(self, bdf: Bdf) -> list[AliasStep]:
         """Every (device, RID) the callback of ``pci_for_each_dma_alias()`` sees, in order."""
-        topo = self.topo
-        dev = topo.functions[bdf]
         steps = [AliasStep(bdf, bdf.rid, "own requester ID")]
-        for devfn, why in sorted(self.dq[bdf].alias_devfns.items()):
-            steps.append(AliasStep(bdf, (bdf.bus << 8) | devfn, f"dma_alias_mask: {why}"))
-        bus = topo.bus_of(dev.bdf)
-        while not bus.is_root:
-            tmp_b = bus.self_dev
-            if tmp_b is not None:
-                tmp = topo.functions[tmp_b]
-                flags = self.dq[tmp_b].flags
-                if PCI_DEV_FLAGS_BRIDGE_XLATE_ROOT in flags:
-                    break
-                sec = topo.secondary.get(tmp_b, (0, 0))[1]
-                if tmp.is_pcie:
-                    t = tmp.pcie_type
-                    if t is PcieType.PCI_BRIDGE:
-                        if PCI_DEV_FLAGS_PCI_BRIDGE_NO_ALIAS not in flags:
-                            steps.append(
-                                AliasStep(
-                                    tmp_b, sec << 8, "PCIe-to-PCI bridge: secondary bus, devfn 00.0"
-                                )
-                            )
-                    elif t is PcieType.PCIE_BRIDGE:
-                        steps.append(
-                            AliasStep(tmp_b, tmp_b.rid, "PCI-X-to-PCIe bridge takes ownership")
-                        )
-                else:
-                    if PCI_DEV_FLAG_PCIE_BRIDGE_ALIAS in flags:
-                        steps.append(
-                            AliasStep(
-                                tmp_b,
-                                sec << 8,
-                                "quirk_use_pcie_bridge_dma_alias: secondary bus, devfn 00.0",
-                            )
-                        )
-                    else:
-                        steps.append(
-                            AliasStep(tmp_b, tmp_b.rid, "conventional PCI bridge takes ownership")
-                        )
-            assert bus.parent is not None
-            bus = topo.buses[bus.parent]
+        own = self.dq[bdf].alias_devfns
+        if own:
+            for devfn, why in sorted(own.items()):
+                steps.append(AliasStep(bdf, (bdf.bus << 8) | devfn, f"dma_alias_mask: {why}"))
+        steps.extend(self._bus_aliases((bdf.domain, bdf.bus)))
         return steps
+
+    def _bus_aliases(self, key: tuple[int, int]) -> tuple[AliasStep, ...]:
+        """The bridge part of ``pci_for_each_dma_alias()`` for a device on bus ``key``: the
+        same for every device of the bus, so computed once per bus."""
+        memo = self._alias_memo
+        got = memo.get(key)
+        if got is not None:
+            return got
+        topo = self.topo
+        bus = topo.buses[key]
+        out: tuple[AliasStep, ...] = ()
+        if not bus.is_root:
+            tmp_b = bus.self_dev
+            assert bus.parent is not None
+            if tmp_b is None:
+                out = self._bus_aliases(bus.parent)
+            elif PCI_DEV_FLAGS_BRIDGE_XLATE_ROOT not in self.dq[tmp_b].flags:
+                step = self._bridge_alias(tmp_b)
+                up = self._bus_aliases(bus.parent)
+                out = (step, *up) if step is not None else up
+        memo[key] = out
+        return out
+
+    def _bridge_alias(self, tmp_b: Bdf) -> AliasStep | None:
+        """What bridge ``tmp_b`` adds on the way up (``pci_for_each_dma_alias``'s loop body)."""
+        tmp = self.topo.functions[tmp_b]
+        flags = self.dq[tmp_b].flags
+        sec = self.topo.secondary.get(tmp_b, (0, 0))[1]
+        if tmp.is_pcie:
+            t = tmp.pcie_type
+            if t is PcieType.PCI_BRIDGE:
+                if PCI_DEV_FLAGS_PCI_BRIDGE_NO_ALIAS not in flags:
+                    return AliasStep(
+                        tmp_b, sec << 8, "PCIe-to-PCI bridge: secondary bus, devfn 00.0"
+                    )
+            elif t is PcieType.PCIE_BRIDGE:
+                return AliasStep(tmp_b, tmp_b.rid, "PCI-X-to-PCIe bridge takes ownership")
+            return None
+        if PCI_DEV_FLAG_PCIE_BRIDGE_ALIAS in flags:
+            return AliasStep(
+                tmp_b, sec << 8, "quirk_use_pcie_bridge_dma_alias: secondary bus, devfn 00.0"
+            )
+        return AliasStep(tmp_b, tmp_b.rid, "conventional PCI bridge takes ownership")
+
+    def pcie_unknown_above(self, key: tuple[int, int]) -> bool:
+        """Is the PCIe type of some bridge above bus ``key`` unread (the alias walk reads
+        each one)? Memoised per bus."""
+        memo = self._unknown_memo
+        got = memo.get(key)
+        if got is None:
+            bus = self.topo.buses[key]
+            got = False
+            if not bus.is_root:
+                assert bus.parent is not None
+                b = bus.self_dev
+                if b is not None and not self.topo.functions[b].pcie_known:
+                    got = True
+                else:
+                    got = self.pcie_unknown_above(bus.parent)
+            memo[key] = got
+        return got
 
     def are_dma_aliases(self, a: Bdf, b: Bdf) -> bool:
         """``pci_devs_are_dma_aliases()`` (``pci_real_dma_dev`` is the identity here)."""
@@ -557,26 +597,41 @@ def pci_device_group_all(
     topo: Topology, opts: KernelOptions | None = None, acs: AcsState | None = None
 ) -> Grouping:
     """Probe every device in order and run ``pci_device_group()`` on it."""
-    acs = acs or AcsState(topo, opts)
+    with gc_paused():
+        return _group_all(topo, acs or AcsState(topo, opts))
+
+
+def _group_all(topo: Topology, acs: AcsState) -> Grouping:
     gr = Grouping(topo, acs)
+    fns = topo.functions
+    order = topo.order
+    dq = acs.dq
+    slot_mates: dict[tuple[int, int, int], list[Bdf]] = {}
+    aliased: list[Bdf] = []
+    for b in order:
+        k = (b.domain, b.bus, b.dev)
+        mates = slot_mates.get(k)
+        if mates is None:
+            slot_mates[k] = [b]
+        else:
+            mates.append(b)
+        if dq[b].alias_devfns:
+            aliased.append(b)
     # same-bus alias index: for each device, the devices on its bus it aliases or that alias it
     alias_rel: dict[Bdf, list[Bdf]] = {}
-    by_devfn: dict[tuple[int, int, int], Bdf] = {}
-    for f in topo:
-        by_devfn[(f.bdf.domain, f.bdf.bus, f.bdf.devfn)] = f.bdf
-    for f in topo:
-        for devfn in acs.dq[f.bdf].alias_devfns:
-            t = by_devfn.get((f.bdf.domain, f.bdf.bus, devfn))
-            if t is not None and t != f.bdf:
-                alias_rel.setdefault(f.bdf, []).append(t)
-                alias_rel.setdefault(t, []).append(f.bdf)
-    for k, v in alias_rel.items():
-        alias_rel[k] = sorted(set(v), key=topo.index.__getitem__)
-    slot_mates: dict[tuple[int, int, int], list[Bdf]] = {}
-    for f in topo:
-        slot_mates.setdefault((f.bdf.domain, f.bdf.bus, f.bdf.dev), []).append(f.bdf)
+    if aliased:
+        by_devfn = {(b.domain, b.bus, b.devfn): b for b in order}
+        for b in aliased:
+            for devfn in dq[b].alias_devfns:
+                t = by_devfn.get((b.domain, b.bus, devfn))
+                if t is not None and t != b:
+                    alias_rel.setdefault(b, []).append(t)
+                    alias_rel.setdefault(t, []).append(b)
+        for k2, v in alias_rel.items():
+            alias_rel[k2] = sorted(set(v), key=topo.index.__getitem__)
 
-    for f in topo:
+    for b in order:
+        f = fns[b]
         if not f.iommu:
             why = (
                 "not translated by an IOMMU (e.g. VMD child, or the IOMMU's own function)"
@@ -614,12 +669,8 @@ def _pci_device_group(
     # 1. pci_for_each_dma_alias(pdev, get_pci_alias_or_group): the last alias source wins
     dec.aliases = acs.dma_aliases(dev.bdf)
     pdev = dev.bdf
-    anc = topo.upstream_bridge(dev.bdf)
-    while anc is not None:  # the alias walk reads every bridge's PCIe type above
-        if not topo.functions[anc].pcie_known:
-            gr._cur_unc = True
-            break
-        anc = topo.upstream_bridge(anc)
+    if acs.pcie_unknown_above((pdev.domain, pdev.bus)):
+        gr._cur_unc = True  # the alias walk reads every bridge's PCIe type above
     for step in dec.aliases:
         pdev = step.bdf
         g = gr.group_of.get(step.bdf)
@@ -647,29 +698,26 @@ def _pci_device_group(
         )
 
     # 2. climb while the bridge above is not ACS-isolated up to the root bus
-    bus = topo.bus_of(pdev)
+    acs_path_text = acs._acs_path_text
+    bus = topo.buses[(pdev.domain, pdev.bus)]
     while not bus.is_root:
         br = bus.self_dev
         if br is not None:
-            fail = acs.path_enabled(br, REQ_ACS_FLAGS)
-            if acs.path_uncertain(br, REQ_ACS_FLAGS):
+            fail = acs.path_enabled(br, _REQ)
+            if acs.path_uncertain(br, _REQ):
                 gr._cur_unc = True
             if fail is None:
-                dec.path.append(acs.acs_enabled(br))
+                dec.path.append(acs.acs_enabled(br, _REQ))
                 break
             dec.path.append(fail)
             pdev = br
-            where = "" if fail.bdf == br else f" (path fails at {fail.bdf})"
-            reasons.append(
-                Reason(
-                    "acs_path",
-                    dev.bdf,
-                    br,
-                    f"{br} is not ACS-isolated{where}: {fail.text()}; devices below anchor on {br}",
-                    fail.missing,
-                    fail.quirk,
+            text = acs_path_text.get(br)
+            if text is None:  # the same words for every device below br
+                where = "" if fail.bdf == br else f" (path fails at {fail.bdf})"
+                text = acs_path_text[br] = (
+                    f"{br} is not ACS-isolated{where}: {fail.text()}; devices below anchor on {br}"
                 )
-            )
+            reasons.append(Reason("acs_path", dev.bdf, br, text, fail.missing, fail.quirk))
             g = gr.group_of.get(br)
             if g is not None:
                 dec.group, dec.anchor, dec.uncertain = g, br, gr._cur_unc
@@ -679,10 +727,13 @@ def _pci_device_group(
     dec.anchor = pdev
 
     # 3./4. get_pci_alias_group() then get_pci_function_alias_group() on the anchor
-    devfns: set[int] = set()
-    found = _alias_group(gr, pdev, devfns, alias_rel, slot_mates, reasons, dev.bdf)
-    if found is None:
-        found = _function_alias_group(gr, pdev, devfns, alias_rel, slot_mates, reasons, dev.bdf)
+    if pdev not in alias_rel and not topo.functions[pdev].multifunction:
+        found = gr.group_of.get(pdev)  # what the two calls below come to for a plain device
+    else:
+        devfns: set[int] = set()
+        found = _alias_group(gr, pdev, devfns, alias_rel, slot_mates, reasons, dev.bdf)
+        if found is None:
+            found = _function_alias_group(gr, pdev, devfns, alias_rel, slot_mates, reasons, dev.bdf)
     if found is not None:
         dec.group, dec.uncertain = found, gr._cur_unc
         return dec

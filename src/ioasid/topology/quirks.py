@@ -644,8 +644,14 @@ class DevQuirks:
     pasid_no_tlp: bool
 
 
+_NO_QUIRKS = DevQuirks({}, frozenset(), 0, False)
+_QUIRKED_IDS = frozenset(_ALIAS_BY_ID) | BROKEN_ACS_SV | PASID_NO_TLP
+
+
 def dev_flags(dev: PciFunction, topo: Topology) -> DevQuirks:
     """Run the header fixups relevant to grouping on one device."""
+    if not dev.dma_alias_devfns and (dev.vendor, dev.device) not in _QUIRKED_IDS:
+        return _NO_QUIRKS  # shared: nobody writes a DevQuirks after it is made
     aliases: dict[int, str] = {a: "dma_alias (topology)" for a in sorted(dev.dma_alias_devfns)}
     flags: set[str] = set()
     for q in _ALIAS_BY_ID.get((dev.vendor, dev.device), ()):
