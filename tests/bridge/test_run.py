@@ -199,3 +199,25 @@ def test_kernel_selftest_binary_iommufd_fail_nth_sees_its_knobs() -> None:
     )
     assert len(results) == 8 and "# SKIP" not in r.stdout, r.stdout
     assert all(ok for t, ok in results.items() if t not in NEEDS_VIOMMU_FAIL_NTH), r.stdout
+
+
+def test_topology_option_boots_that_host(tmp_path: Path) -> None:
+    """``--topology FILE``: the program sees that host's cdevs, and only those."""
+    topo = tmp_path / "host.yaml"
+    topo.write_text(
+        "source: one edu\ndevices:\n"
+        '  - {bdf: "0000:00:00.0", id: "8086:2020", class: "0600", pcie_type: none,\n'
+        '     parent: root_bus, name: "Host bridge"}\n'
+        '  - {bdf: "0000:00:10.0", id: "1234:11e8", class: "00ff",\n'
+        "     pcie_type: rc_integrated_endpoint, parent: root_bus, driver: vfio-pci,\n"
+        '     name: "QEMU edu"}\n'
+    )
+    code = (
+        "import os\nfor n in (0, 1):\n try:\n  os.open(f'/dev/vfio/devices/vfio{n}', os.O_RDWR)\n"
+        "  print(n, 'ok')\n except OSError as e:\n  print(n, e.errno)\n"
+    )
+    cmd = [sys.executable, "-m", "ioasid.cli", "run", "--topology", str(topo), "--"]
+    one = subprocess.run([*cmd, sys.executable, "-c", code], capture_output=True, text=True)
+    default = ioasid_run(sys.executable, "-c", code)
+    assert one.stdout == f"0 ok\n1 {errno.ENOENT}\n", one.stderr
+    assert default.stdout == "0 ok\n1 ok\n", default.stderr
