@@ -64,15 +64,22 @@ def test_a_missing_program_is_reported() -> None:
     assert "not found" in r.stderr
 
 
-def test_raw_ioctls_with_bad_input_answer_as_the_in_process_backend() -> None:
-    """The same calls, byte for byte: EFAULT where the in-process backend gives it, the
-    access fd at the number the kernel gives, its release on the last close (of a dup)."""
+@pytest.mark.oracle
+def test_raw_ioctls_with_bad_input_answer_as_the_in_process_backend(backend: ModuleType) -> None:
+    """The same calls, byte for byte, as the in-process backend answers them: EFAULT where
+    it gives it, fds passed in structs resolved in the caller's table (EBADF, EBADFD,
+    EINVAL for the wrong kind), the access fd at the number the kernel gives and its release
+    on the last close (of a dup). On ``--backend=linux`` the program runs on the kernel."""
     program = str(PROGRAMS / "ioctls.py")
+    cdev = edu.cdev_path(backend)
     inproc = subprocess.run(
         [sys.executable, program, "--inproc"], capture_output=True, text=True, timeout=120
     )
     assert inproc.returncode == 0, inproc.stderr
-    served = ioasid_run(sys.executable, program)
+    if backend.NAME == "sim":
+        served = ioasid_run(sys.executable, program, cdev)
+    else:
+        served = subprocess.run([sys.executable, program, cdev], capture_output=True, text=True)
     assert served.returncode == 0, served.stderr
     assert served.stdout == inproc.stdout
     assert "errno 14" in served.stdout and "destroy it after the last close: 0" in served.stdout

@@ -186,6 +186,10 @@ class ProgramFiles:
         return True
 
     def fget_raw(self, fd: int) -> int:
+        """``pidfd_getfd``; for a placeholder, an ``eventfd``: like the file the kernel
+        would find (an anonymous inode, or a device), it is no memfd to map or pin."""
+        if self.files.lookup(self.tid, fd) is not None:
+            return os.eventfd(0, os.EFD_CLOEXEC)
         try:
             return pidfd_getfd(self.pidfd, fd)
         except OSError:
