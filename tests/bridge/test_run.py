@@ -85,6 +85,24 @@ def test_raw_ioctls_with_bad_input_answer_as_the_in_process_backend(backend: Mod
     assert "errno 14" in served.stdout and "destroy it after the last close: 0" in served.stdout
 
 
+FAULTQ_OUT = (
+    "idle [('fault fd', 4)]\nnothing queued [] True\nqueued [('fault fd', 1)]\n"
+    "read 40 0xdeadb000 1\nafter the read []\n"
+    "woken by another thread's fault [[('fault fd', 1)]] True\nanswered 8\n"
+)
+
+
+@pytest.mark.oracle
+def test_fault_queue_poll_read_write(backend: ModuleType) -> None:
+    """A fault fd: writable always, readable while a fault waits (``poll`` with a timeout
+    waits, a fault another thread triggers wakes it), one record read, the answer written."""
+    argv = [sys.executable, str(PROGRAMS / "faultq.py")]
+    r = ioasid_run(*argv) if backend.NAME == "sim" else subprocess.run(
+        argv, capture_output=True, text=True, timeout=120
+    )  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, FAULTQ_OUT), r.stderr
+
+
 PROCS = {
     "fork": "parent 1\nchild own 1\nchild inherited 2\nchild exit 3\nparent after 3\n",
     "threads": "ids 100 distinct 100 min 1 max 100\n",

@@ -6,8 +6,8 @@ the bridge may have to serve and lets everything else run natively:
 * ``open``/``openat``/``openat2`` (the path decides: a simulated device node, a synthesised
   ``/proc`` file, the fault-injection knobs; anything else is continued);
 * ``ioctl`` whose ``_IOC_TYPE`` is ``';'`` (iommufd's and VFIO's type);
-* ``mmap`` of a file (fd not -1), and ``read``/``write``/``pread64``/``pwrite64`` on fd ≥ 3
-  (continued at once unless the fd is one the bridge serves);
+* ``mmap`` of a file (fd not -1), ``read``/``write``/``pread64``/``pwrite64`` on fd ≥ 3,
+  ``poll``/``ppoll`` (continued at once unless an fd is one the bridge serves);
 * ``execve``/``execveat`` and ``exit_group``: the program's mm is about to go (continued
   after the supervisor took note).
 """
@@ -30,9 +30,9 @@ _ioctl.restype = ctypes.c_int
 AUDIT_ARCH_X86_64 = 0xC000003E
 X32_SYSCALL_BIT = 0x40000000
 
-NR_read, NR_write, NR_open, NR_mmap, NR_ioctl = 0, 1, 2, 9, 16
+NR_read, NR_write, NR_open, NR_poll, NR_mmap, NR_ioctl = 0, 1, 2, 7, 9, 16
 NR_pread64, NR_pwrite64, NR_execve, NR_exit_group = 17, 18, 59, 231
-NR_openat, NR_seccomp, NR_execveat = 257, 317, 322
+NR_openat, NR_ppoll, NR_seccomp, NR_execveat = 257, 271, 317, 322
 NR_pidfd_open, NR_openat2, NR_pidfd_getfd = 434, 437, 438
 
 IOC_TYPE_IOMMUFD = ord(";")
@@ -93,7 +93,16 @@ def filter_program() -> bytes:
     a.op(_JEQ_K, AUDIT_ARCH_X86_64, 0, "allow")
     a.op(_LD_W_ABS, _OFF_NR)
     a.op(_JGE_K, X32_SYSCALL_BIT, "allow", 0)
-    for nr in (NR_open, NR_openat, NR_openat2, NR_execve, NR_execveat, NR_exit_group):
+    for nr in (
+        NR_open,
+        NR_openat,
+        NR_openat2,
+        NR_execve,
+        NR_execveat,
+        NR_exit_group,
+        NR_poll,
+        NR_ppoll,
+    ):
         a.op(_JEQ_K, nr, "notify", 0)
     a.op(_JEQ_K, NR_ioctl, "ioctl", 0)
     a.op(_JEQ_K, NR_mmap, "mmap", 0)

@@ -27,7 +27,9 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -97,6 +99,21 @@ class ProgramTask(Task):
 
 
 @dataclass(eq=False)
+class _PendingPoll:
+    """A ``poll`` of the program waiting for a simulated file (its notification pending)."""
+
+    nid: int
+    prog: Program
+    tid: int
+    addr: int
+    fds: list[tuple[int, int]]
+    deadline: float | None
+
+
+DEFAULT_POLLMASK = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
+
+
+@dataclass(eq=False)
 class Program:
     """One process of the program."""
 
@@ -149,7 +166,10 @@ class Supervisor:
             sc.NR_execve: self._execve,
             sc.NR_execveat: self._execve,
             sc.NR_exit_group: self._exit_group,
+            sc.NR_poll: self._poll,
+            sc.NR_ppoll: self._poll,
         }
+        self._polls: list[_PendingPoll] = []
 
     # the loop ----------------------------------------------------------------------------
 
@@ -157,7 +177,7 @@ class Supervisor:
         """Serve until the program's first process is reaped and no process of it is left
         under the filter; its exit status (``128 + signal`` if a signal killed it)."""
         while self._listening or self.status is None:
-            ready = dict(self._poller.poll())
+            ready = dict(self._poller.poll(self._poll_timeout()))
             if self.files.inotify in ready:
                 # a close the program made before a call it makes next is already queued
                 # when that call is: it is in this poll's answer, released before we serve
@@ -174,6 +194,8 @@ class Supervisor:
             elif events & (select.POLLHUP | select.POLLERR):
                 self._poller.unregister(self.listener.fd)
                 self._listening = False
+            if self._polls:
+                self._recheck_polls()
         return self.status
 
     def _reap_main(self) -> None:
@@ -540,6 +562,108 @@ class Supervisor:
         finally:
             os.close(local)
         return None
+
+    # poll ---------------------------------------------------------------------------------
+
+    def _revents(self, p: _PendingPoll) -> list[int]:
+        """``do_poll`` once over ``p``'s descriptors: a simulated file by its ``poll``
+        (``DEFAULT_POLLMASK`` without one), a real one by polling our copy of it."""
+        out = [0] * len(p.fds)
+        real: dict[int, int] = {}
+        try:
+            for i, (fd, events) in enumerate(p.fds):
+                if fd < 0:
+                    continue
+                ph = self.files.lookup(p.tid, fd)
+                if ph is None:
+                    try:
+                        real[sc.pidfd_getfd(p.prog.pidfd, fd)] = i
+                    except OSError:
+                        out[i] = select.POLLNVAL
+                    continue
+                poll = getattr(ph.ops, "poll", None)
+                mask = DEFAULT_POLLMASK if poll is None else self._data_call(
+                    p.prog, p.tid, p.nid, ph, poll
+                )  # fmt: skip
+                out[i] = int(mask) & (events | select.POLLERR | select.POLLHUP)
+            if real:
+                poller = select.poll()
+                for local, i in real.items():
+                    poller.register(local, p.fds[i][1])
+                for local, ev in poller.poll(0):
+                    out[real[local]] = ev
+        finally:
+            for local in real:
+                os.close(local)
+        return out
+
+    def _answer_poll(self, p: _PendingPoll, revents: list[int]) -> None:
+        raw = b"".join(
+            struct.pack("=ihh", fd, ev, rev) for (fd, ev), rev in zip(p.fds, revents, strict=True)
+        )
+        p.prog.aspace.write(p.addr, raw)
+        self.listener.reply(p.nid, sum(1 for r in revents if r))
+
+    def _poll(self, n: sc.Notif, prog: Program, tid: int) -> object:
+        """``poll``/``ppoll`` over a simulated file: answered at once when something is
+        ready or the timeout is 0; else answered when it becomes ready (after a call of
+        another thread or process) or at the timeout. ``ppoll``'s signal mask is not
+        applied while we wait. Without a simulated file among the fds: the real kernel."""
+        if not self.files.with_data:
+            return None
+        a = n.data.args
+        addr, nfds = a[0], a[1]
+        if not 0 < nfds <= 4096:
+            return None
+        try:
+            raw = prog.aspace.read(addr, 8 * nfds)
+            if n.data.nr == sc.NR_poll:
+                ms = _s32(a[2])
+                timeout = None if ms < 0 else ms / 1000
+            elif a[2] == 0:
+                timeout = None
+            else:
+                sec, nsec = struct.unpack("=qq", prog.aspace.read(a[2], 16))
+                timeout = sec + nsec / 1e9
+        except OSError:
+            return None  # the real kernel answers the bad pointer
+        fds = [(fd, ev & 0xFFFF) for fd, ev, _ in struct.iter_unpack("=ihh", raw)]
+        if not any(fd >= 0 and self.files.lookup(tid, fd) for fd, _ in fds):
+            return None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        p = _PendingPoll(n.id, prog, tid, addr, fds, deadline)
+        revents = self._revents(p)
+        if any(revents) or timeout == 0:
+            self._answer_poll(p, revents)
+        else:
+            self._polls.append(p)
+        return _SENT
+
+    def _poll_timeout(self) -> int | None:
+        if not self._polls:
+            return None
+        # real descriptors in a waiting poll wake no one here: look again every 10 ms
+        now = time.monotonic()
+        soonest = min((p.deadline for p in self._polls if p.deadline is not None), default=now + 1)
+        return max(0, min(10, int((soonest - now) * 1000) + 1))
+
+    def _recheck_polls(self) -> None:
+        now = time.monotonic()
+        for p in list(self._polls):
+            try:
+                if not self.listener.id_valid(p.nid):
+                    self._polls.remove(p)
+                    continue
+                revents = self._revents(p)
+                if any(revents) or (p.deadline is not None and now >= p.deadline):
+                    self._polls.remove(p)
+                    self._answer_poll(p, revents)
+            except Exception as e:  # the program must never wait forever on us
+                self._polls.remove(p)
+                log.error("poll of thread %d: %s", p.tid, e)
+                self.listener.fail(
+                    p.nid, e.errno if isinstance(e, OSError) and e.errno else errno.EIO
+                )
 
     def close(self) -> None:
         for prog in list(self.programs.values()):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import select
 from dataclasses import dataclass, field
 
 from ioasid import uapi
@@ -137,6 +138,11 @@ class FaultFile:
             group.response = resp.code
             done += RESPONSE_SIZE
         return done
+
+    def poll(self) -> int:
+        """``iommufd_eventq_fops_poll``: always writable; readable while a group waits to
+        be read."""
+        return select.POLLOUT | (select.POLLIN | select.POLLRDNORM if self.fault.deliver else 0)
 
     def release(self) -> None:
         """``iommufd_eventq_fops_release``: drop the file's reference on the object."""
