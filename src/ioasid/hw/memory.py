@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import os
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -43,6 +44,10 @@ _process_vm_readv.argtypes = [
 _process_vm_writev = _libc.process_vm_writev
 _process_vm_writev.restype = ctypes.c_ssize_t
 _process_vm_writev.argtypes = _process_vm_readv.argtypes
+
+
+def _vma_end(vma: Vma) -> int:
+    return vma.end
 
 
 def efault(what: str, addr: int, length: int) -> OSError:
@@ -167,9 +172,8 @@ class SelfAddressSpace:
         start = addr - addr % PAGE_SIZE
         end = addr + length
         cur = start
-        for vma in self.vmas():
-            if vma.end <= cur:
-                continue
+        vmas = self.vmas()
+        for vma in itertools.islice(vmas, bisect_right(vmas, cur, key=_vma_end), None):
             if vma.start > cur:
                 break
             if vma.path in ("[vvar]", "[vsyscall]", "[vvar_vclock]") or not vma.readable:
@@ -268,11 +272,13 @@ class PhysMap:
         self, key: tuple[object, ...], first: int, last: int, access: tuple[str, object, int]
     ) -> list[tuple[int, int, int]]:
         """``(page, pfn, count)`` runs covering pages ``[first, last]`` of ``key``."""
-        runs: SortedDict = self._keys.setdefault(key, SortedDict())
+        runs: SortedDict | None = self._keys.get(key)
+        if runs is None:
+            runs = self._keys[key] = SortedDict()
         out: list[tuple[int, int, int]] = []
         cur = first
         idx = max(runs.bisect_right(first) - 1, 0)
-        for start in list(runs.keys()[idx:]):
+        for start in list(runs.islice(idx, runs.bisect_right(last))):
             if cur > last:
                 break
             rlast, pfn = runs[start]
@@ -316,11 +322,15 @@ class PhysMap:
         first, last = va // PAGE_SIZE, (va + length - 1) // PAGE_SIZE
         out: list[tuple[int, int, int]] = []
         cur = first
-        for vma in aspace.vmas():
+        vmas = aspace.vmas()
+        start = bisect_right(vmas, first * PAGE_SIZE, key=_vma_end)
+        for vma in itertools.islice(vmas, start, None):
             if cur > last:
                 break
             vfirst, vlast = vma.start // PAGE_SIZE, vma.end // PAGE_SIZE - 1
-            if vlast < cur or vfirst > last:
+            if vfirst > last:
+                break
+            if vlast < cur:
                 continue
             a, b = max(cur, vfirst), min(last, vlast)
             if vma.shared and vma.inode:

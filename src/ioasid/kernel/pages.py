@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from enum import IntEnum
 
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 from ioasid.hw.memory import PAGE_SIZE, PhysMap, SelfAddressSpace
 from ioasid.kernel.errors import fail
@@ -104,6 +104,7 @@ class IoptPages:
 
     __slots__ = (
         "_accesses",
+        "_pfn_keys",
         "_pfn_runs",
         "_pins",
         "account_mode",
@@ -142,7 +143,8 @@ class IoptPages:
         self.source_user = task.user
         self.pin_mm = task.mm
         self._pins: RangeCount | None = None
-        self._pfn_runs: SortedDict | None = None
+        self._pfn_runs: dict[int, tuple[int, int]] | None = None
+        self._pfn_keys: SortedList | None = None
         self.npinned = 0
         self.last_npinned = 0
         self.kref = 1
@@ -163,12 +165,13 @@ class IoptPages:
             self._pins = RangeCount()
         return self._pins
 
-    @property
-    def _pfns(self) -> SortedDict:
-        """Page index → (last index, first pfn): the frames behind pinned pages."""
-        if self._pfn_runs is None:
-            self._pfn_runs = SortedDict()
-        return self._pfn_runs
+    def _pfns(self) -> tuple[SortedList, dict[int, tuple[int, int]]]:
+        """Page index → (last index, first pfn): the frames behind pinned pages, with the
+        indexes in a sorted list (both made on first use, both cheap to make)."""
+        if self._pfn_runs is None or self._pfn_keys is None:
+            self._pfn_runs = {}
+            self._pfn_keys = SortedList()
+        return self._pfn_keys, self._pfn_runs
 
     @classmethod
     def user(cls, task: Task, uptr: int, length: int, writable: bool) -> IoptPages:
@@ -302,9 +305,10 @@ class IoptPages:
         """``(index, pfn, n)`` for pages ``[first, last]``, resolved once and remembered."""
         out: list[tuple[int, int, int]] = []
         cur = first
-        idx = max(self._pfns.bisect_right(first) - 1, 0)
-        for start in list(self._pfns.keys()[idx:]):
-            rlast, pfn = self._pfns[start]
+        keys, runs = self._pfns()
+        idx = max(keys.bisect_right(first) - 1, 0)
+        for start in list(keys.islice(idx, keys.bisect_right(last))):
+            rlast, pfn = runs[start]
             if rlast < cur:
                 continue
             if start > cur:
@@ -334,7 +338,9 @@ class IoptPages:
                     )
                 ]
             for index, pfn, n in fresh:
-                self._pfns[index] = (index + n - 1, pfn)
+                if index not in runs:
+                    keys.add(index)
+                runs[index] = (index + n - 1, pfn)
             out.extend(fresh)
         return out
 

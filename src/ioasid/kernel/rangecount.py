@@ -6,62 +6,108 @@ and access that covers the page, but stored as ranges so a 1 TiB mapping costs O
 
 from __future__ import annotations
 
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 
 class RangeCount:
-    """``count(i)`` for every integer ``i``; changed over whole ranges at once."""
+    """``count(i)`` for every integer ``i``; changed over whole ranges at once.
+
+    The steps are a sorted list of keys (where the count changes) and a dict of their
+    counts; adjacent steps never hold the same count (key 0 always exists). Both are cheap
+    to create: every pinned mapping has one."""
+
+    __slots__ = ("_keys", "_vals", "nonzero")
 
     def __init__(self) -> None:
-        self._steps: SortedDict = SortedDict({0: 0})
+        self._keys = SortedList()
+        self._keys.add(0)
+        self._vals: dict[int, int] = {0: 0}
         self.nonzero = 0
 
-    def _split(self, i: int) -> None:
-        if i not in self._steps:
-            idx = self._steps.bisect_right(i) - 1
-            self._steps[i] = self._steps.peekitem(idx)[1]
-
     def add(self, first: int, last: int, delta: int) -> list[tuple[int, int]]:
-        """Add ``delta`` on ``[first, last]``; return the runs that became held or free."""
-        self._split(first)
-        self._split(last + 1)
+        """Add ``delta`` on ``[first, last]``; return the runs that became held or free
+        (one per step of the old counts that crossed zero). Nothing changes on error."""
+        keys, vals = self._keys, self._vals
+        end = last + 1
+        lo = keys.bisect_right(first) - 1
+        hi = keys.bisect_right(end) - 1
+        if lo == hi and delta:
+            return self._add_within(first, end, delta, lo)
+        inner = [k for k in keys.islice(lo + 1, hi + 1) if k < end]
+        seg_keys = [first, *inner]
+        seg_vals = [vals[keys[lo]], *(vals[k] for k in inner)]
+        if delta < 0:
+            for k, v in zip(seg_keys, seg_vals, strict=True):
+                if v + delta < 0:
+                    raise ValueError(f"page {k} would have {v + delta} users")
         runs: list[tuple[int, int]] = []
-        keys = list(self._steps.irange(first, last))
-        for j, k in enumerate(keys):
-            end = keys[j + 1] if j + 1 < len(keys) else last + 1
-            old = self._steps[k]
-            new = old + delta
-            if new < 0:
-                raise ValueError(f"page {k} would have {new} users")
-            if (old == 0) != (new == 0):
-                runs.append((k, end - 1))
-            self._steps[k] = new
+        bounds = [*inner, end]
+        for k, v, b in zip(seg_keys, seg_vals, bounds, strict=True):
+            if (v == 0) != (v + delta == 0):
+                runs.append((k, b - 1))
         changed = sum(b - a + 1 for a, b in runs)
         self.nonzero += changed if delta > 0 else -changed
-        self._merge(first, last + 1)
+        v_end = vals[keys[hi]]
+        lo_key = keys[lo]
+        if lo_key == first:
+            before = vals[keys[lo - 1]] if lo > 0 else None
+        else:
+            before = vals[lo_key]
+        doomed = inner
+        if lo_key == first:
+            doomed = [first, *doomed]
+        if keys[hi] == end and end != first:
+            doomed.append(end)
+        for k in doomed:
+            keys.remove(k)
+            del vals[k]
+        prev = before
+        for k, v in zip(seg_keys, seg_vals, strict=True):
+            nv = v + delta
+            if k == 0 or nv != prev:
+                keys.add(k)
+                vals[k] = nv
+                prev = nv
+        if v_end != prev:
+            keys.add(end)
+            vals[end] = v_end
         return runs
 
-    def _merge(self, first: int, end: int) -> None:
-        idx = max(self._steps.bisect_left(first) - 1, 0)
-        keys = list(self._steps.irange(self._steps.keys()[idx], end))
-        prev = None
-        for k in keys:
-            v = self._steps[k]
-            if prev is not None and v == prev and k != 0:
-                del self._steps[k]
+    def _add_within(self, first: int, end: int, delta: int, lo: int) -> list[tuple[int, int]]:
+        """:meth:`add` when ``[first, end]`` holds no step but maybe one at ``first``."""
+        keys, vals = self._keys, self._vals
+        lo_key = keys[lo]
+        v = vals[lo_key]
+        nv = v + delta
+        if nv < 0:
+            raise ValueError(f"page {first} would have {nv} users")
+        if lo_key == first:
+            if first != 0 and lo > 0 and vals[keys[lo - 1]] == nv:
+                keys.remove(first)
+                del vals[first]
             else:
-                prev = v
+                vals[first] = nv
+        else:
+            keys.add(first)
+            vals[first] = nv
+        keys.add(end)
+        vals[end] = v
+        if (v == 0) == (nv == 0):
+            return []
+        self.nonzero += end - first if delta > 0 else first - end
+        return [(first, end - 1)]
 
     def get(self, i: int) -> int:
-        idx = self._steps.bisect_right(i) - 1
-        return int(self._steps.peekitem(idx)[1])
+        keys = self._keys
+        return self._vals[keys[keys.bisect_right(i) - 1]]
 
     def ranges(self) -> list[tuple[int, int, int]]:
         """``(first, last, count)`` for every held run."""
-        keys = list(self._steps.keys())
+        keys = list(self._keys)
+        vals = self._vals
         out = []
         for j, k in enumerate(keys):
-            v = self._steps[k]
+            v = vals[k]
             if v:
                 end = keys[j + 1] - 1 if j + 1 < len(keys) else (1 << 64) - 1
                 out.append((k, end, v))
@@ -69,11 +115,13 @@ class RangeCount:
 
     def spans(self, first: int, last: int) -> list[tuple[int, int, int]]:
         """``(a, b, count)`` runs of constant count covering ``[first, last]`` exactly."""
-        idx = self._steps.bisect_right(first) - 1
-        keys = list(self._steps.irange(self._steps.keys()[idx], last))
+        keys_all = self._keys
+        idx = keys_all.bisect_right(first) - 1
+        keys = list(keys_all.islice(idx, keys_all.bisect_right(last)))
+        vals = self._vals
         out: list[tuple[int, int, int]] = []
         for j, k in enumerate(keys):
             a = max(k, first)
             b = keys[j + 1] - 1 if j + 1 < len(keys) else last
-            out.append((a, min(b, last), int(self._steps[k])))
+            out.append((a, min(b, last), vals[k]))
         return out

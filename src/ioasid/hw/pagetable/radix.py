@@ -324,8 +324,8 @@ class RadixPageTable:
                 leaf = self._leaf_tables[table_pa]
                 if leaf[idx:end].any():
                     self._clear_for_leaves0(leaf, idx, end, va)
-                if n == 1 and not contig:
-                    leaf[idx] = first
+                if n == 1:
+                    leaf[idx:end] = first
                 else:
                     stride = self.make_leaf_entry(oa + (1 << lg2), lg2, level, bits) - first
                     run = np.arange(n, dtype=np.uint64) * np.uint64(stride)
