@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 from collections.abc import Iterator
 
@@ -124,3 +125,31 @@ def test_pasid_attach_without_pasid_support_fails() -> None:
         with pytest.raises(IommufdError) as e:
             dev.attach(hwpt, pasid=1)
         assert e.value.errno in (errno.EINVAL, errno.EOPNOTSUPP)
+
+
+@pytest.mark.parametrize("length", [4 << 30, 1 << 45, 1 << 63])
+@pytest.mark.parametrize("write", [True, False])
+def test_raw_dma_of_any_length_is_bounded_and_oserror(
+    edu: tuple[Iommufd, Device], length: int, write: bool
+) -> None:
+    """IOASID_SIM_DEVICE_DMA with a length no device issues: EINVAL before any copy (a
+    4 GiB, 2^45 or 2^63 byte transfer used to allocate that much, or overflow)."""
+    from ioasid.uapi import sim as simapi
+
+    fd, dev = edu
+    ioas = fd.ioas_alloc()
+    dev.attach(ioas)
+    with Buffer(4096) as ram:
+        iova = ioas.map(ram)
+        cmd = simapi.ioasid_sim_dma(
+            argsz=ctypes.sizeof(simapi.ioasid_sim_dma),
+            flags=simapi.IOASID_SIM_DMA_WRITE if write else 0,
+            iova=iova,
+            length=length,
+            uptr=ram.address,
+        )
+        buf = cmd.to_bytearray()
+        with pytest.raises(OSError) as e:
+            dev.handle.ioctl(simapi.IOASID_SIM_DEVICE_DMA, buf)
+        assert e.value.errno == errno.EINVAL
+        assert ram[0:8] == bytes(8)

@@ -172,3 +172,74 @@ def test_mock_device_dma() -> None:
         (MOCK_APERTURE_START, 4096)
     ]
     assert unit.iotlb.stats.fills >= 1
+
+
+def test_fault_records_are_bounded_newest_kept() -> None:
+    from ioasid.hw.dma import FAULT_RECORDS
+
+    _, _, _, dma = setup()
+    extra = 40
+    for i in range(FAULT_RECORDS + extra):
+        with pytest.raises(DmaFault):
+            dma.read(0x4000_0000 + i * SZ_4K, 8)
+    assert len(dma.faults) == FAULT_RECORDS
+    assert dma.faults_dropped == extra
+    assert dma.faults[-1].iova == 0x4000_0000 + (FAULT_RECORDS + extra - 1) * SZ_4K
+    assert dma.faults[0].iova == 0x4000_0000 + extra * SZ_4K
+
+
+@pytest.mark.parametrize("length", [(1 << 30) + 1, 4 << 30, 1 << 45, 1 << 63, -1])
+def test_transfer_longer_than_any_device_issues_is_einval(length: int) -> None:
+    import errno
+
+    _, domain, _, dma = setup()
+    domain.map(0, MEM_BASE, SZ_2M, RW)
+    with pytest.raises(OSError) as e:
+        dma.read(0, length)
+    assert e.value.errno == errno.EINVAL and "transfer" in str(e.value)
+    assert dma.faults == []
+
+
+def test_transfer_stops_at_the_first_unmapped_page_whatever_its_length() -> None:
+    _, domain, mem, dma = setup()
+    domain.map(0, MEM_BASE, 3 * SZ_4K, RW)
+    with pytest.raises(DmaFault) as e:
+        dma.read(0, 1 << 30)
+    assert e.value.transferred == 3 * SZ_4K and e.value.record.iova == 3 * SZ_4K
+    assert mem.reads == 0
+
+
+def test_one_read_per_physical_run() -> None:
+    _, domain, mem, dma = setup()
+    domain.map(0, MEM_BASE, 64 * SZ_4K, RW)
+    domain.map(64 * SZ_4K, MEM_BASE + (1 << 20), 64 * SZ_4K, RW)
+    mem.buf[0 : 64 * SZ_4K] = b"a" * (64 * SZ_4K)
+    mem.buf[1 << 20 : (1 << 20) + 64 * SZ_4K] = b"b" * (64 * SZ_4K)
+    assert dma.read(SZ_4K, 126 * SZ_4K) == b"a" * (63 * SZ_4K) + b"b" * (63 * SZ_4K)
+    assert mem.reads == 2
+
+
+def test_p2p_read_is_bounded_by_the_peers_bar() -> None:
+    """A peer-to-peer read of 2^40 bytes is refused (EINVAL, no allocation); one running
+    past the peer's BAR takes the BAR's bytes from the peer and routes the rest again
+    (here up to the IOMMU, which faults)."""
+    import errno
+
+    from ioasid.hw.pci import Fabric, FabricDma, PciFunction
+    from ioasid.topology.model import Bdf
+
+    _, _, _, engine = setup()
+    fabric = Fabric()
+    a = PciFunction(Bdf.parse("0000:01:00.0"), 0x1234, 1, 0, bar_sizes=(SZ_4K,))
+    b = PciFunction(Bdf.parse("0000:01:00.1"), 0x1234, 2, 0, bar_sizes=(SZ_4K,))
+    fabric.add(a, 0xE000_0000)
+    fabric.add(b, 0xE010_0000)
+    fabric.p2p_domain[a.bdf] = fabric.p2p_domain[b.bdf] = 0
+    port = FabricDma(fabric, a, engine)
+    assert port.read(0xE010_0000, SZ_4K) == bytes(SZ_4K)
+    with pytest.raises(OSError) as e:
+        port.read(0xE010_0000, 1 << 40)
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(DmaFault) as f:
+        port.read(0xE010_0000, 2 * SZ_4K)
+    assert f.value.record.iova == 0xE010_0000 + SZ_4K

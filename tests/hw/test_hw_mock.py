@@ -176,3 +176,40 @@ def test_dma_walk_sets_accessed_dirty_on_the_item_hit() -> None:
     _, second = raw_leaf(pt, MOCK_APERTURE_START + 0x800)
     assert not second & AMD_D
     assert not pt.set_dirty(MOCK_APERTURE_START + 0x1000)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_set_dirty_bitmap_is_set_dirty_per_bit(seed: int) -> None:
+    """IOMMU_TEST_OP_DIRTY's vectorised loop marks exactly what set_dirty would, bit by bit,
+    over contiguous and 4 KiB leaves, holes and a range running past the table."""
+    import random
+
+    rnd = random.Random(seed)
+    one, many = MockPageTable(), MockPageTable()
+    base = MOCK_APERTURE_START
+    for pt in (one, many):
+        pt.map(base, 1 << 32, 1 << 21, RW)
+        pt.map(base + (3 << 20), (1 << 32) + (8 << 20), 5 * 4096, RW)
+        pt.map(base + (6 << 20) + 2048, (1 << 33) + 2048, 2048, RW)
+    for page_size in (2048, 4096, 1 << 16):
+        nbits = rnd.randrange(1, 4000)
+        bitmap = bytes(rnd.choice([0, 255, rnd.randrange(256)]) for _ in range(nbits // 8 + 1))
+        count = 0
+        for i in range(nbits):
+            if bitmap[i // 8] >> (i % 8) & 1:
+                one.set_dirty(base + i * page_size)
+                count += 1
+        assert many.set_dirty_bitmap(base, page_size, bitmap, nbits) == count
+    assert [(t.iova, t.size, t.dirty) for t in one.leaves()] == [
+        (t.iova, t.size, t.dirty) for t in many.leaves()
+    ]
+    assert many.read_and_clear_dirty(base, 8 << 20) == one.read_and_clear_dirty(base, 8 << 20)
+    assert many.set_dirty_bitmap((1 << 38) - 4096, 4096, b"\xff", 8) == 8
+
+
+def test_set_dirty_bitmap_of_2_24_pages_is_bounded() -> None:
+    pt = MockPageTable()
+    pt.map(MOCK_APERTURE_START, 1 << 32, 4096, RW)
+    bits = 1 << 24
+    assert pt.set_dirty_bitmap(MOCK_APERTURE_START, 4096, b"\xff" * (bits // 8), bits) == bits
+    assert pt.read_and_clear_dirty(MOCK_APERTURE_START, 4096) == [(MOCK_APERTURE_START, 4096)]

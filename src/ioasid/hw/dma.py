@@ -8,16 +8,39 @@ completer abort, a write is dropped). Writes to earlier pages of the same transf
 already been posted to memory and are not undone. This model does the same: every byte
 before the faulting page has landed, nothing at or after it; the fault is appended to the
 engine's :attr:`DmaEngine.faults` and :class:`DmaFault` is raised (a faulting read returns
-no data).
+no data). Like the fault recording registers of an IOMMU, the record is bounded: the newest
+:data:`FAULT_RECORDS` are kept and :attr:`DmaEngine.faults_dropped` counts the others.
+
+A transfer is translated once per run of IOVA that is contiguous in physical memory and
+copied once per run, straight between the caller's buffer and the pages; a transfer longer
+than :data:`DMA_MAX_TRANSFER` is refused before any work (``EINVAL``), so no length makes the
+model allocate or walk more than that.
 """
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import Protocol
 
 from .iommu import IommuUnit
-from .pagetable.base import Access, FaultReason, Translation
+from .pagetable.base import Access, FaultReason, HwError, Translation
+
+FAULT_RECORDS = 256
+"""Fault records an engine keeps (VT-d: at most 256 fault recording registers, CAP.NFR)."""
+
+DMA_MAX_TRANSFER = 1 << 30
+"""The longest single transfer a simulated device issues (1 GiB)."""
+
+
+def check_transfer(length: int) -> None:
+    """``EINVAL`` for a transfer no simulated device issues: negative or above
+    :data:`DMA_MAX_TRANSFER`."""
+    if not 0 <= length <= DMA_MAX_TRANSFER:
+        raise HwError(
+            errno.EINVAL,
+            f"DMA of {length:#x} bytes: a transfer is 0 to {DMA_MAX_TRANSFER:#x} bytes",
+        )
 
 
 class PhysMemory(Protocol):
@@ -71,6 +94,8 @@ class DmaEngine:
         self.memory = memory
         self.pasid_width = pasid_width
         self.faults: list[FaultRecord] = []
+        self.faults_dropped = 0
+        """Faults recorded after :data:`FAULT_RECORDS` others (the oldest went)."""
 
     def _fault(
         self,
@@ -82,7 +107,11 @@ class DmaEngine:
         transferred: int,
     ) -> DmaFault:
         record = FaultRecord(self.rid, pasid, iova, access, reason, level)
-        self.faults.append(record)
+        faults = self.faults
+        faults.append(record)
+        if len(faults) > FAULT_RECORDS:
+            del faults[0]
+            self.faults_dropped += 1
         return DmaFault(record, transferred)
 
     def _check_pasid(self, iova: int, access: Access, pasid: int | None) -> None:
@@ -92,34 +121,64 @@ class DmaEngine:
         if pasid < 0 or pasid >> width:
             raise self._fault(iova, access, pasid, FaultReason.PASID_RANGE, -1, 0)
 
-    def read(self, iova: int, length: int, pasid: int | None = None) -> bytes:
-        """Device reads ``length`` bytes at ``iova`` (a memory read through the IOMMU)."""
-        self._check_pasid(iova, Access.READ, pasid)
+    def _runs(
+        self, iova: int, length: int, access: Access, pasid: int | None
+    ) -> tuple[list[tuple[int, int]], FaultRecord | None, int]:
+        """Translate ``[iova, iova+length)``: the ``(pa, n)`` runs of physically
+        contiguous bytes up to the first fault, the fault's record (or None) and the bytes
+        before it. One translation per leaf (the IOTLB holds a leaf), none per page."""
         translate = self.unit.translate
-        mem_read = self.memory.read
         rid = self.rid
-        chunks: list[bytes] = []
+        runs: list[tuple[int, int]] = []
         done = 0
         run_pa = run_len = 0
         while done < length:
             cur = iova + done
-            t = translate(rid, cur, Access.READ, pasid)
+            t = translate(rid, cur, access, pasid)
             if not isinstance(t, Translation):
-                raise self._fault(cur, Access.READ, pasid, t.reason, t.level, done)
+                if run_len:
+                    runs.append((run_pa, run_len))
+                record = FaultRecord(rid, pasid, cur, access, t.reason, t.level)
+                return runs, record, done
             pa = t.pa + (cur - t.iova)
             chunk = min(length - done, t.iova + t.size - cur)
             if run_len and run_pa + run_len == pa:
                 run_len += chunk
             else:
                 if run_len:
-                    chunks.append(mem_read(run_pa, run_len))
+                    runs.append((run_pa, run_len))
                 run_pa, run_len = pa, chunk
             done += chunk
         if run_len:
-            chunks.append(mem_read(run_pa, run_len))
-        if len(chunks) == 1:
-            return chunks[0]
-        return b"".join(chunks)
+            runs.append((run_pa, run_len))
+        return runs, None, done
+
+    def _raise(self, record: FaultRecord, transferred: int) -> DmaFault:
+        return self._fault(
+            record.iova, record.access, record.pasid, record.reason, record.level, transferred
+        )
+
+    def read(self, iova: int, length: int, pasid: int | None = None) -> bytes:
+        """Device reads ``length`` bytes at ``iova`` (a memory read through the IOMMU)."""
+        check_transfer(length)
+        self._check_pasid(iova, Access.READ, pasid)
+        runs, fault, done = self._runs(iova, length, Access.READ, pasid)
+        if fault is not None:
+            raise self._raise(fault, done)
+        memory = self.memory
+        if len(runs) == 1:
+            return memory.read(*runs[0])
+        read_into = getattr(memory, "read_into", None)
+        if read_into is None:
+            return b"".join([memory.read(pa, n) for pa, n in runs])
+        # memory that can fill a buffer (PhysMap): one copy per run into one buffer
+        out = bytearray(length)
+        view = memoryview(out)
+        pos = 0
+        for pa, n in runs:
+            read_into(pa, view[pos : pos + n])
+            pos += n
+        return bytes(out)
 
     def write(
         self, iova: int, data: bytes | bytearray | memoryview, pasid: int | None = None
@@ -127,27 +186,13 @@ class DmaEngine:
         """Device writes ``data`` at ``iova`` (sets D in the leaves when A/D is on)."""
         src = memoryview(data).cast("B")
         length = len(src)
+        check_transfer(length)
         self._check_pasid(iova, Access.WRITE, pasid)
-        translate = self.unit.translate
+        runs, fault, done = self._runs(iova, length, Access.WRITE, pasid)
         mem_write = self.memory.write
-        rid = self.rid
-        done = 0
-        run_pa = run_off = run_len = 0
-        while done < length:
-            cur = iova + done
-            t = translate(rid, cur, Access.WRITE, pasid)
-            if not isinstance(t, Translation):
-                if run_len:
-                    mem_write(run_pa, src[run_off : run_off + run_len])
-                raise self._fault(cur, Access.WRITE, pasid, t.reason, t.level, done)
-            pa = t.pa + (cur - t.iova)
-            chunk = min(length - done, t.iova + t.size - cur)
-            if run_len and run_pa + run_len == pa:
-                run_len += chunk
-            else:
-                if run_len:
-                    mem_write(run_pa, src[run_off : run_off + run_len])
-                run_pa, run_off, run_len = pa, done, chunk
-            done += chunk
-        if run_len:
-            mem_write(run_pa, src[run_off : run_off + run_len])
+        pos = 0
+        for pa, n in runs:
+            mem_write(pa, src[pos : pos + n])
+            pos += n
+        if fault is not None:
+            raise self._raise(fault, done)

@@ -14,10 +14,12 @@ import ctypes
 import errno
 import itertools
 import os
+import threading
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 from sortedcontainers import SortedDict
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -398,31 +400,75 @@ class PhysMap:
         return kind, target, base + (pa - start * PAGE_SIZE), (last + 1) * PAGE_SIZE - pa
 
     def read(self, pa: int, n: int) -> bytes:
-        out = bytearray()
-        while n:
-            kind, target, where, room = self._locate(pa)
-            k = min(n, room)
-            if kind == "va":
-                assert isinstance(target, SelfAddressSpace)
-                out += target.read(where, k)
-            else:
-                assert isinstance(target, int)
-                out += os.pread(target, k, where).ljust(k, b"\0")
-            pa, n = pa + k, n - k
+        out = bytearray(n)
+        self.read_into(pa, memoryview(out))
         return bytes(out)
 
-    def write(self, pa: int, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data).cast("B")
-        while len(view):
-            kind, target, where, room = self._locate(pa)
-            k = min(len(view), room)
+    def read_into(self, pa: int, dst: memoryview) -> None:
+        """Read ``len(dst)`` bytes at ``pa`` straight into ``dst`` (a writable byte view):
+        one copy per frame run, by ``process_vm_readv`` from this process's own pages (a
+        page the caller unmapped is ``EFAULT``, never a crash) or ``preadv`` of the file."""
+        n = len(dst)
+        pos = 0
+        while pos < n:
+            kind, target, where, room = self._locate(pa + pos)
+            k = min(n - pos, room)
+            piece = dst[pos : pos + k]
             if kind == "va":
                 assert isinstance(target, SelfAddressSpace)
-                target.write(where, view[:k])
+                if type(target) is not SelfAddressSpace or not _vm_copy(
+                    target.pid, _buffer_ptr(piece), where, k, write=False
+                ):
+                    piece[:] = target.read(where, k)
             else:
                 assert isinstance(target, int)
-                os.pwrite(target, view[:k], where)
-            pa, view = pa + k, view[k:]
+                got = os.preadv(target, [piece], where)
+                if got < k:
+                    piece[got:] = bytes(k - got)
+            pos += k
+
+    def write(self, pa: int, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` at ``pa``: one copy per frame run, as :meth:`read_into`."""
+        view = memoryview(data).cast("B")
+        n = len(view)
+        pos = 0
+        while pos < n:
+            kind, target, where, room = self._locate(pa + pos)
+            k = min(n - pos, room)
+            piece = view[pos : pos + k]
+            if kind == "va":
+                assert isinstance(target, SelfAddressSpace)
+                if type(target) is not SelfAddressSpace or not _vm_copy(
+                    target.pid, _buffer_ptr(piece), where, k, write=True
+                ):
+                    target.write(where, piece)
+            else:
+                assert isinstance(target, int)
+                os.pwrite(target, piece, where)
+            pos += k
+
+
+_local_iov = _IoVec(0, 0)
+_remote_iov = _IoVec(0, 0)
+_local_ref, _remote_ref = ctypes.byref(_local_iov), ctypes.byref(_remote_iov)
+_copy_lock = threading.Lock()
+
+
+def _vm_copy(pid: int, local: int, remote: int, n: int, *, write: bool) -> bool:
+    """One ``process_vm_writev`` (``write``) or ``process_vm_readv`` of ``n`` bytes between
+    our buffer at ``local`` and ``remote`` in ``pid``; True when every byte was copied.
+    The kernel checks both sides: nothing is ever touched that is not mapped."""
+    with _copy_lock:
+        _local_iov.iov_base, _local_iov.iov_len = local, n
+        _remote_iov.iov_base, _remote_iov.iov_len = remote, n
+        op = _process_vm_writev if write else _process_vm_readv
+        return bool(op(pid, _local_ref, 1, _remote_ref, 1, 0) == n)
+
+
+def _buffer_ptr(view: memoryview) -> int:
+    """The address of the bytes of a (possibly read-only) contiguous byte view."""
+    ptr: int = np.frombuffer(view, dtype=np.uint8).ctypes.data
+    return ptr
 
 
 def buffer_address(buf: bytearray | memoryview) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from typing import Protocol
 
-from ioasid.hw.dma import DmaEngine
+from ioasid.hw.dma import DmaEngine, check_transfer
 from ioasid.topology.model import Bdf
 
 __all__ = ["Bdf", "Fabric", "FabricDma", "PciFunction"]
@@ -91,14 +91,15 @@ class Fabric:
                 struct.pack_into("<I", fn.config, 0x10 + 4 * index, base & 0xFFFFFFF0)
                 base += size
 
-    def route(self, source: Bdf, addr: int) -> tuple[PciFunction, int, int] | None:
-        """The peer (function, BAR, offset) a request from ``source`` reaches untranslated."""
+    def route(self, source: Bdf, addr: int) -> tuple[PciFunction, int, int, int] | None:
+        """The peer (function, BAR, offset, bytes left in the BAR) a request from
+        ``source`` reaches untranslated."""
         domain = self.p2p_domain.get(source)
         if domain is None:
             return None
         for start, end, fn, index in self.bars:
             if start <= addr < end and fn.bdf != source and self.p2p_domain.get(fn.bdf) == domain:
-                return fn, index, addr - start
+                return fn, index, addr - start, end - addr
         return None
 
 
@@ -115,17 +116,27 @@ class FabricDma:
         return list(self.engine.faults)
 
     def read(self, iova: int, length: int, pasid: int | None = None) -> bytes:
+        """A read is routed piece by piece: the part inside a peer's BAR comes from the
+        peer, what lies past the BAR's end is routed again (as the TLPs of a long read
+        are)."""
+        check_transfer(length)
         peer = self.fabric.route(self.fn.bdf, iova) if pasid is None else None
-        if peer is not None:
-            target, bar, off = peer
+        if peer is None:
+            return self.engine.read(iova, length, pasid)
+        target, bar, off, room = peer
+        if length <= room:
             return target.bar_read(bar, off, length)
-        return self.engine.read(iova, length, pasid)
+        return target.bar_read(bar, off, room) + self.read(iova + room, length - room, pasid)
 
     def write(self, iova: int, data: bytes | memoryview, pasid: int | None = None) -> None:
+        check_transfer(len(data))
         peer = self.fabric.route(self.fn.bdf, iova) if pasid is None else None
-        if peer is not None:
-            target, bar, off = peer
-            target.bar_write(bar, off, bytes(data))
-            self.fabric.log.append((self.fn.bdf, target.bdf, iova, len(data)))
+        if peer is None:
+            self.engine.write(iova, data, pasid)
             return
-        self.engine.write(iova, data, pasid)
+        target, bar, off, room = peer
+        view = memoryview(data).cast("B")
+        target.bar_write(bar, off, bytes(view[:room]))
+        self.fabric.log.append((self.fn.bdf, target.bdf, iova, min(room, len(view))))
+        if len(view) > room:
+            self.write(iova + room, view[room:], pasid)

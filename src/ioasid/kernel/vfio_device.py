@@ -13,7 +13,7 @@ import ctypes
 import errno
 
 from ioasid import uapi
-from ioasid.hw.dma import DmaFault
+from ioasid.hw.dma import DMA_MAX_TRANSFER, DmaFault
 from ioasid.hw.pagetable.base import FaultReason
 from ioasid.hw.pci import PciFunction
 from ioasid.kernel.device import Device, IommuDriver
@@ -210,6 +210,12 @@ class VfioDeviceFile:
         if port is None:
             fail(errno.ENODEV, "IOASID_SIM_DEVICE_DMA: the device has no DMA engine")
         pasid = req.pasid if req.flags & simapi.IOASID_SIM_DMA_PASID else None
+        if req.length > DMA_MAX_TRANSFER:
+            fail(
+                errno.EINVAL,
+                f"IOASID_SIM_DEVICE_DMA: length {req.length:#x} > the device's longest "
+                f"transfer {DMA_MAX_TRANSFER:#x}",
+            )
         try:
             if req.flags & simapi.IOASID_SIM_DMA_WRITE:
                 port.write(req.iova, self.kernel.copy_from_user(req.uptr, req.length), pasid)
