@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .iommu import IommuUnit
-from .pagetable.base import Access, FaultReason, HwError, Translation
+from .pagetable.base import Access, FaultReason, HwError
 
 FAULT_RECORDS = 256
 """Fault records an engine keeps (VT-d: at most 256 fault recording registers, CAP.NFR)."""
@@ -127,31 +127,11 @@ class DmaEngine:
         """Translate ``[iova, iova+length)``: the ``(pa, n)`` runs of physically
         contiguous bytes up to the first fault, the fault's record (or None) and the bytes
         before it. One translation per leaf (the IOTLB holds a leaf), none per page."""
-        translate = self.unit.translate
-        rid = self.rid
-        runs: list[tuple[int, int]] = []
-        done = 0
-        run_pa = run_len = 0
-        while done < length:
-            cur = iova + done
-            t = translate(rid, cur, access, pasid)
-            if not isinstance(t, Translation):
-                if run_len:
-                    runs.append((run_pa, run_len))
-                record = FaultRecord(rid, pasid, cur, access, t.reason, t.level)
-                return runs, record, done
-            pa = t.pa + (cur - t.iova)
-            chunk = min(length - done, t.iova + t.size - cur)
-            if run_len and run_pa + run_len == pa:
-                run_len += chunk
-            else:
-                if run_len:
-                    runs.append((run_pa, run_len))
-                run_pa, run_len = pa, chunk
-            done += chunk
-        if run_len:
-            runs.append((run_pa, run_len))
-        return runs, None, done
+        runs, fault, done = self.unit.translate_runs(self.rid, iova, length, access, pasid)
+        if fault is None:
+            return runs, None, done
+        record = FaultRecord(self.rid, pasid, iova + done, access, fault.reason, fault.level)
+        return runs, record, done
 
     def _raise(self, record: FaultRecord, transferred: int) -> DmaFault:
         return self._fault(

@@ -502,6 +502,59 @@ class IommuUnit:
             self.iotlb.fill(did, result)
         return result
 
+    def translate_runs(
+        self, rid: int, iova: int, length: int, access: Access, pasid: int | None = None
+    ) -> tuple[list[tuple[int, int]], WalkFault | None, int]:
+        """:meth:`translate` over ``[iova, iova+length)``, leaf after leaf with the same
+        IOTLB probes, walks and fills: the ``(pa, n)`` runs of physically contiguous bytes
+        up to the first fault, that fault (or None) and the bytes before it."""
+        domain = self._attach.get((rid, IOMMU_NO_PASID if pasid is None else pasid))
+        if domain is None:
+            return [], WalkFault(iova, access, FaultReason.BLOCKED, -1), 0
+        did = self._dids[domain]
+        iotlb = self.iotlb
+        stats = iotlb.stats
+        entries = iotlb._entries  # the IOTLB probe of lookup(), inlined: one per leaf
+        fill = iotlb.fill
+        walk = domain.pagetable.walk
+        read = access is Access.READ
+        ad = domain.pagetable.ad_enabled
+        runs: list[tuple[int, int]] = []
+        done = run_pa = run_len = 0
+        while done < length:
+            cur = iova + done
+            t = None
+            for lg2 in iotlb._sizes.get(did, ()):
+                t = entries.get((did, lg2, cur >> lg2))
+                if t is not None:
+                    break
+            if t is None:
+                stats.misses += 1
+            else:
+                stats.hits += 1
+                if not (t.readable if read else t.writable and (t.dirty or not ad)):
+                    t = None
+            if t is None:
+                result = walk(cur, access)
+                if not isinstance(result, Translation):
+                    if run_len:
+                        runs.append((run_pa, run_len))
+                    return runs, result, done
+                fill(did, result)
+                t = result
+            pa = t.pa + (cur - t.iova)
+            chunk = min(length - done, t.iova + t.size - cur)
+            if run_len and run_pa + run_len == pa:
+                run_len += chunk
+            else:
+                if run_len:
+                    runs.append((run_pa, run_len))
+                run_pa, run_len = pa, chunk
+            done += chunk
+        if run_len:
+            runs.append((run_pa, run_len))
+        return runs, None, done
+
     def invalidate(self, domain: Domain, iova: int, length: int) -> None:
         """Page-selective IOTLB invalidation for ``domain`` on this unit."""
         did = self._dids.get(domain)
