@@ -52,6 +52,21 @@ class PhysMemory(Protocol):
     def write(self, pa: int, data: bytes | memoryview) -> None: ...
 
 
+class DmaBuffer(Protocol):
+    """The other end of a transfer (``ioasid.hw.memory.UserDma``): ``length`` bytes the
+    device reads or fills, moved to or from physical memory a run at a time."""
+
+    length: int
+
+    def read(self, offset: int, n: int) -> bytes: ...
+
+    def write(self, offset: int, data: bytes) -> None: ...
+
+    def to_phys(self, pa: int, offset: int, n: int) -> None: ...
+
+    def from_phys(self, pa: int, offset: int, n: int) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class FaultRecord:
     """One recorded DMA fault (what a VT-d fault record / AMD event log entry carries)."""
@@ -159,6 +174,25 @@ class DmaEngine:
             read_into(pa, view[pos : pos + n])
             pos += n
         return bytes(out)
+
+    def transfer(
+        self, iova: int, buf: DmaBuffer, write: bool, pasid: int | None = None
+    ) -> None:
+        """:meth:`write` of ``buf``'s bytes (``write``) or :meth:`read` into ``buf``, with
+        no copy on the way: the same translations, faults and partial writes."""
+        length = buf.length
+        check_transfer(length)
+        access = Access.WRITE if write else Access.READ
+        self._check_pasid(iova, access, pasid)
+        runs, fault, done = self._runs(iova, length, access, pasid)
+        if write or fault is None:
+            move = buf.to_phys if write else buf.from_phys
+            pos = 0
+            for pa, n in runs:
+                move(pa, pos, n)
+                pos += n
+        if fault is not None:
+            raise self._raise(fault, done)
 
     def write(
         self, iova: int, data: bytes | bytearray | memoryview, pasid: int | None = None

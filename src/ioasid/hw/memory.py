@@ -609,6 +609,72 @@ class PhysMap:
             pos += k
 
 
+    def move(self, pa: int, uaddr: int, n: int, *, to_phys: bool) -> None:
+        """Copy ``n`` bytes between ``pa`` and ``uaddr``, an address of this process that
+        the caller checked mapped with the access (:class:`UserDma`): ``memmove`` for
+        frames of this process whose VMA still allows it, else as :meth:`write` /
+        :meth:`read` do."""
+        pos = 0
+        while pos < n:
+            kind, target, where, room = self._locate(pa + pos)
+            k = min(n - pos, room)
+            if (
+                kind == "va"
+                and type(target) is SelfAddressSpace
+                and target.pid == os.getpid()
+                and procmap_allows(target.pid, where, k, to_phys)
+            ):
+                if to_phys:
+                    ctypes.memmove(where, uaddr + pos, k)
+                else:
+                    ctypes.memmove(uaddr + pos, where, k)
+            elif to_phys:
+                self.write(pa + pos, ctypes.string_at(uaddr + pos, k))
+            else:
+                data = self.read(pa + pos, k)
+                ctypes.memmove(uaddr + pos, data, k)
+            pos += k
+
+
+class UserDma:
+    """The caller's buffer of a simulated DMA, ``[addr, addr+length)`` of this very
+    process, checked (``PROCMAP_QUERY``) to be mapped with the access the transfer needs
+    before anything moves: the device's bytes then go between it and the pages in one
+    ``memmove`` per physical run, with no copy in between."""
+
+    def __init__(self, phys: PhysMap, addr: int, length: int) -> None:
+        self.phys = phys
+        self.addr = addr
+        self.length = length
+
+    @classmethod
+    def of(
+        cls, phys: PhysMap, aspace: object, addr: int, length: int, *, to_device: bool
+    ) -> UserDma | None:
+        """The buffer, when ``aspace`` is this process's own and the whole range allows
+        reading (``to_device``: the device writes memory from it) or writing; None when
+        the transfer must take the checked copies (another process, a hole, ...)."""
+        if type(aspace) is not SelfAddressSpace or aspace.pid != os.getpid():
+            return None
+        if length <= 0 or addr <= 0 or addr + length > 1 << 64:
+            return None
+        if not procmap_allows(aspace.pid, addr, length, not to_device):
+            return None
+        return cls(phys, addr, length)
+
+    def read(self, offset: int, n: int) -> bytes:
+        return ctypes.string_at(self.addr + offset, n)
+
+    def write(self, offset: int, data: bytes) -> None:
+        ctypes.memmove(self.addr + offset, data, len(data))
+
+    def to_phys(self, pa: int, offset: int, n: int) -> None:
+        self.phys.move(pa, self.addr + offset, n, to_phys=True)
+
+    def from_phys(self, pa: int, offset: int, n: int) -> None:
+        self.phys.move(pa, self.addr + offset, n, to_phys=False)
+
+
 _local_iov = _IoVec(0, 0)
 _remote_iov = _IoVec(0, 0)
 _local_ref, _remote_ref = ctypes.byref(_local_iov), ctypes.byref(_remote_iov)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from typing import Protocol
 
-from ioasid.hw.dma import DmaEngine, check_transfer
+from ioasid.hw.dma import DmaBuffer, DmaEngine, check_transfer
 from ioasid.topology.model import Bdf
 
 __all__ = ["Bdf", "Fabric", "FabricDma", "PciFunction"]
@@ -127,6 +127,18 @@ class FabricDma:
         if length <= room:
             return target.bar_read(bar, off, length)
         return target.bar_read(bar, off, room) + self.read(iova + room, length - room, pasid)
+
+    def transfer(self, iova: int, buf: DmaBuffer, write: bool, pasid: int | None = None) -> None:
+        """:meth:`write` from / :meth:`read` into ``buf`` (straight through the IOMMU
+        when the address reaches no peer)."""
+        check_transfer(buf.length)
+        if pasid is None and self.fabric.route(self.fn.bdf, iova) is not None:
+            if write:
+                self.write(iova, buf.read(0, buf.length), pasid)
+            else:
+                buf.write(0, self.read(iova, buf.length, pasid))
+            return
+        self.engine.transfer(iova, buf, write, pasid)
 
     def write(self, iova: int, data: bytes | memoryview, pasid: int | None = None) -> None:
         check_transfer(len(data))

@@ -14,8 +14,9 @@ import errno
 
 from ioasid import uapi
 from ioasid.hw.dma import DMA_MAX_TRANSFER, DmaFault
+from ioasid.hw.memory import UserDma
 from ioasid.hw.pagetable.base import FaultReason
-from ioasid.hw.pci import PciFunction
+from ioasid.hw.pci import FabricDma, PciFunction
 from ioasid.kernel.device import Device, IommuDriver
 from ioasid.kernel.errors import fail
 from ioasid.kernel.eventq import report_dma_page_request
@@ -216,8 +217,13 @@ class VfioDeviceFile:
                 f"IOASID_SIM_DEVICE_DMA: length {req.length:#x} > the device's longest "
                 f"transfer {DMA_MAX_TRANSFER:#x}",
             )
+        write = bool(req.flags & simapi.IOASID_SIM_DMA_WRITE)
+        aspace = self.kernel.processes.current.mm.aspace
+        direct = UserDma.of(self.kernel.phys, aspace, req.uptr, req.length, to_device=write)
         try:
-            if req.flags & simapi.IOASID_SIM_DMA_WRITE:
+            if direct is not None and isinstance(port, FabricDma):
+                port.transfer(req.iova, direct, write, pasid)
+            elif write:
                 port.write(req.iova, self.kernel.copy_from_user(req.uptr, req.length), pasid)
             else:
                 self.kernel.copy_to_user(req.uptr, port.read(req.iova, req.length, pasid))
