@@ -153,3 +153,32 @@ def test_raw_dma_of_any_length_is_bounded_and_oserror(
             dev.handle.ioctl(simapi.IOASID_SIM_DEVICE_DMA, buf)
         assert e.value.errno == errno.EINVAL
         assert ram[0:8] == bytes(8)
+
+
+def test_dma_to_pages_the_program_unmapped_is_efault_not_a_crash(
+    edu: tuple[Iommufd, Device],
+) -> None:
+    """The kernel pinned the pages, the program then unmapped (or write-protected) them:
+    the simulator's frames are the program's addresses, so the DMA must fail with EFAULT,
+    never touch the address (the copy is a memmove only after PROCMAP_QUERY)."""
+    import mmap
+
+    fd, dev = edu
+    ioas = fd.ioas_alloc()
+    dev.attach(ioas)
+    ram = Buffer(2 * 4096)
+    iova = ioas.map(ram)
+    dev.dma_write(iova, b"mapped")
+    assert ram[0:6] == b"mapped"
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    assert libc.mprotect(ram.address + 4096, 4096, mmap.PROT_READ) == 0
+    with pytest.raises(OSError) as e:
+        dev.dma_write(iova + 4096, b"read-only now")
+    assert e.value.errno == errno.EFAULT
+    ram.close()
+    for op in (lambda: dev.dma_write(iova, b"gone"), lambda: dev.dma_read(iova, 8)):
+        with pytest.raises(OSError) as e:
+            op()
+        assert e.value.errno == errno.EFAULT
+    ioas.unmap(iova, 2 * 4096)

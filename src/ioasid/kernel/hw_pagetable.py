@@ -419,18 +419,25 @@ def _bitmap_set(
     first, last = first[inside], np.minimum(last[inside], max_bit)
     if not first.size:
         return
-    lo_byte = int(first.min()) // 8
-    hi_byte = int(last.max()) // 8 + 1
+    # overlapping or touching ranges (leaves reported by two areas) merged: disjoint runs
+    order = np.argsort(first, kind="stable")
+    first, last = first[order], np.maximum.accumulate(last[order])
+    new_run = np.ones(first.size, dtype=np.bool_)
+    np.greater(first[1:], last[:-1] + 1, out=new_run[1:])
+    ends = np.r_[np.flatnonzero(new_run)[1:] - 1, first.size - 1]
+    first, last = first[new_run], last[ends]
+    lo_byte = int(first[0]) // 8
+    hi_byte = int(last[-1]) // 8 + 1
     kernel = ucmd.ictx.kernel
     try:
         buf = np.frombuffer(
             kernel.copy_from_user(data + lo_byte, hi_byte - lo_byte), dtype=np.uint8
         ).copy()
-        # +1 where a range begins, -1 past where it ends: covered bits have a positive sum
+        # +1 where a run begins, -1 past where it ends (all distinct): 1 on covered bits
         step = np.zeros((hi_byte - lo_byte) * 8 + 1, dtype=np.int8)
-        np.add.at(step, first - lo_byte * 8, 1)
-        np.add.at(step, last - lo_byte * 8 + 1, -1)
-        buf |= np.packbits(np.cumsum(step[:-1], dtype=np.int8) > 0, bitorder="little")
+        step[first - lo_byte * 8] = 1
+        step[last - lo_byte * 8 + 1] = -1
+        buf |= np.packbits(np.cumsum(step[:-1], dtype=np.int8), bitorder="little")
         kernel.copy_to_user(data + lo_byte, buf.tobytes())
     except OSError:
         return

@@ -726,12 +726,15 @@ class _DirtyRuns:
         span = isz + ITEMS_LG2
         idx = (va >> isz) & INDEX_MASK
         end = ((last >> isz) & INDEX_MASK) + 1 if (last >> span) == (va >> span) else ITEMS
-        head, tail = int(leaf[idx]), int(leaf[end - 1])
-        if head:
-            idx &= ~((1 << pt.entry_num_contig_lg2(head, 0)) - 1)
-        if tail:
-            n = 1 << pt.entry_num_contig_lg2(tail, 0)
-            end = ((end - 1) & ~(n - 1)) + n
+        if idx:
+            head = int(leaf[idx])
+            if head:
+                idx &= ~((1 << pt.entry_num_contig_lg2(head, 0)) - 1)
+        if end < ITEMS:
+            tail = int(leaf[end - 1])
+            if tail:
+                n = 1 << pt.entry_num_contig_lg2(tail, 0)
+                end = ((end - 1) & ~(n - 1)) + n
         self._pending.append((leaf[idx:end], ((va >> span) << span) | (idx << isz)))
 
     def run(self, start: int, size: int) -> None:
