@@ -242,6 +242,7 @@ class SelfAddressSpace:
         self._maps_syscall = -1
         self._queries_syscall = -1
         self._queries = 0
+        self._last_query: tuple[int, int, int, list[Vma]] | None = None
 
     def read(self, addr: int, length: int) -> bytes:
         if length == 0:
@@ -312,10 +313,16 @@ class SelfAddressSpace:
             # a system call that pins many ranges (a domain fill) reads the file once
             if self._queries_syscall != _syscall_count[0]:
                 self._queries_syscall, self._queries = _syscall_count[0], 0
+            last = self._last_query
+            # the pin after its check_pinnable in one system call: the same VMAs
+            now = _syscall_count[0]
+            if last is not None and last[0] == now and last[1] <= start < end <= last[2]:
+                return [v for v in last[3] if v.start < end and v.end > start]
             self._queries += 1
             if self._queries <= PROCMAP_QUERIES_PER_SYSCALL:
                 found = procmap_vmas(self.pid, start, end)
                 if found is not None:
+                    self._last_query = (_syscall_count[0], start, end, found)
                     return found
         vmas = self.vmas()
         first = bisect_right(vmas, start, key=_vma_end)

@@ -33,6 +33,8 @@ class RangeCount:
         hi = keys.bisect_right(end) - 1
         if lo == hi and delta:
             return self._add_within(first, end, delta, lo)
+        if hi == lo + 1 and delta and keys[lo] == first and keys[hi] == end:
+            return self._add_step(first, end, delta, lo)
         inner = [k for k in keys.islice(lo + 1, hi + 1) if k < end]
         seg_keys = [first, *inner]
         seg_vals = [vals[keys[lo]], *(vals[k] for k in inner)]
@@ -92,6 +94,29 @@ class RangeCount:
             vals[first] = nv
         keys.add(end)
         vals[end] = v
+        if (v == 0) == (nv == 0):
+            return []
+        self.nonzero += end - first if delta > 0 else first - end
+        return [(first, end - 1)]
+
+    def _add_step(self, first: int, end: int, delta: int, lo: int) -> list[tuple[int, int]]:
+        """:meth:`add` on exactly one whole step ``[first, end)`` (an unpin of what one
+        pin made)."""
+        keys, vals = self._keys, self._vals
+        v = vals[first]
+        nv = v + delta
+        if nv < 0:
+            raise ValueError(f"page {first} would have {nv} users")
+        left = vals[keys[lo - 1]] if lo > 0 else None
+        if first != 0 and left == nv:
+            keys.remove(first)
+            del vals[first]
+        else:
+            vals[first] = nv
+            left = nv
+        if vals[end] == left:
+            keys.remove(end)
+            del vals[end]
         if (v == 0) == (nv == 0):
             return []
         self.nonzero += end - first if delta > 0 else first - end
