@@ -10,18 +10,27 @@ The baseline for writes is ``dst[:n] = src[:n]`` into an existing buffer; for re
 return a new ``bytes``, it is ``src[:n].tobytes()`` (allocation included, as in the DMA
 read).
 
-Run: ``.venv/bin/python benchmarks/bench_dma.py``
+Then the whole path on the ``sim`` backend: ``Device.dma_write``/``dma_read`` of the edu
+device (API + ``IOASID_SIM_DEVICE_DMA`` + the kernel + this engine + the caller's pages),
+and the raw ioctl into a buffer reused between calls (the part below the API), against
+``dst[:] = src`` of the same size.
+
+Run: ``.venv/bin/python benchmarks/bench_dma.py [--skip-engine]``
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import time
 from collections.abc import Callable
 
+from ioasid import Buffer, Device, Iommufd
+from ioasid.backends import sim
 from ioasid.hw.dma import DmaEngine
 from ioasid.hw.iommu import IommuCaps, IommuUnit
 from ioasid.hw.pagetable import Prot
+from ioasid.uapi import sim as simapi
 
 MEM_BASE = 0x1_0000_0000
 SZ_4K = 4096
@@ -44,6 +53,10 @@ class ByteMemory:
         off = pa - MEM_BASE
         self.view[off : off + len(data)] = data
 
+    def read_into(self, pa: int, dst: memoryview) -> None:
+        off = pa - MEM_BASE
+        dst[:] = self.view[off : off + len(dst)]
+
 
 def per_op(fn: Callable[[], object], min_time: float) -> float:
     """Best-of-5 seconds per call, each round at least ``min_time / 5`` long."""
@@ -65,10 +78,84 @@ def per_op(fn: Callable[[], object], min_time: float) -> float:
     return best
 
 
+def cpu_per_op(fn: Callable[[], object], n: int, rounds: int = 5) -> float:
+    """Best CPU seconds per call over ``rounds`` rounds of ``n`` calls."""
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.process_time()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.process_time() - t) / n)
+    return best
+
+
+def bench_device() -> None:
+    """Device.dma_write/dma_read and the raw ioctl through the sim backend."""
+    sim.reset()
+    print("| size | op | memoryview copy µs | sim µs | ratio |")
+    print("|---|---|---|---|---|")
+    with (
+        Iommufd() as fd,
+        Device(fd, "/dev/vfio/devices/vfio0") as dev,
+        Buffer(2 << 20) as ram,
+    ):
+        ioas = fd.ioas_alloc()
+        dev.attach(ioas)
+        iova = ioas.map(ram)
+        for size, n in ((4 << 10, 2000), (1 << 20, 40)):
+            data = bytes(range(256)) * (size // 256)
+            dst, src = bytearray(size), memoryview(data)
+
+            def copy(dst: bytearray = dst, src: memoryview = src) -> None:
+                dst[:] = src
+
+            t_copy = cpu_per_op(copy, 20 * n)
+            user = bytearray(size)
+            holder = (ctypes.c_char * size).from_buffer(user)
+            raw = {
+                write: simapi.ioasid_sim_dma(
+                    argsz=ctypes.sizeof(simapi.ioasid_sim_dma),
+                    flags=simapi.IOASID_SIM_DMA_WRITE if write else 0,
+                    iova=iova,
+                    length=size,
+                    uptr=ctypes.addressof(holder),
+                ).to_bytearray()
+                for write in (True, False)
+            }
+            cases: list[tuple[str, Callable[[], object]]] = [
+                ("Device.dma_write", lambda data=data: dev.dma_write(iova, data)),
+                ("Device.dma_read", lambda size=size: dev.dma_read(iova, size)),
+                (
+                    "raw ioctl write",
+                    lambda b=raw[True]: dev.handle.ioctl(simapi.IOASID_SIM_DEVICE_DMA, b),
+                ),
+                (
+                    "raw ioctl read",
+                    lambda b=raw[False]: dev.handle.ioctl(simapi.IOASID_SIM_DEVICE_DMA, b),
+                ),
+            ]
+            for op, fn in cases:
+                t = cpu_per_op(fn, n)
+                print(
+                    f"| {size >> 10} KiB | {op} | {t_copy * 1e6:.2f} | {t * 1e6:.1f} | "
+                    f"x{t / t_copy:.1f} |"
+                )
+            assert dev.dma_read(iova, size) == bytes(user)  # the raw read filled it
+            del holder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-time", type=float, default=0.5)
+    parser.add_argument("--skip-engine", action="store_true", help="only the sim backend")
     args = parser.parse_args()
+    if not args.skip_engine:
+        bench_engine(args.min_time)
+        print()
+    bench_device()
+
+
+def bench_engine(min_time: float) -> None:
 
     span = max(SIZES)
     mem = ByteMemory(4 * span)
@@ -100,8 +187,8 @@ def main() -> None:
         def memcpy(chunk: memoryview = chunk, size: int = size) -> None:
             dst[:size] = chunk
 
-        t_copy = per_op(memcpy, args.min_time)
-        t_tobytes = per_op(lambda chunk=chunk: chunk.tobytes(), args.min_time)
+        t_copy = per_op(memcpy, min_time)
+        t_tobytes = per_op(lambda chunk=chunk: chunk.tobytes(), min_time)
         for layout, iova in (("contig", contig_iova), ("scatter", scatter_iova)):
             cases: list[tuple[str, Callable[[], object]]] = [
                 ("write", lambda iova=iova, chunk=chunk: dma.write(iova, chunk)),
@@ -115,7 +202,7 @@ def main() -> None:
 
                 cases.append(("cold", cold))
             for op, fn in cases:
-                t_dma = per_op(fn, args.min_time)
+                t_dma = per_op(fn, min_time)
                 t_base = t_tobytes if op == "read" else t_copy
                 rows.append(
                     f"| {size >> 10:>5}Ki | {layout:<7} | {op:<5} | "

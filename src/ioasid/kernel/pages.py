@@ -104,7 +104,6 @@ class IoptPages:
 
     __slots__ = (
         "_accesses",
-        "_pfn_keys",
         "_pfn_runs",
         "_pins",
         "account_mode",
@@ -143,8 +142,7 @@ class IoptPages:
         self.source_user = task.user
         self.pin_mm = task.mm
         self._pins: RangeCount | None = None
-        self._pfn_runs: dict[int, tuple[int, int]] | None = None
-        self._pfn_keys: SortedList | None = None
+        self._pfn_runs: tuple[SortedList, dict[int, tuple[int, int]]] | None = None
         self.npinned = 0
         self.last_npinned = 0
         self.kref = 1
@@ -168,10 +166,9 @@ class IoptPages:
     def _pfns(self) -> tuple[SortedList, dict[int, tuple[int, int]]]:
         """Page index → (last index, first pfn): the frames behind pinned pages, with the
         indexes in a sorted list (both made on first use, both cheap to make)."""
-        if self._pfn_runs is None or self._pfn_keys is None:
-            self._pfn_runs = {}
-            self._pfn_keys = SortedList()
-        return self._pfn_keys, self._pfn_runs
+        if self._pfn_runs is None:
+            self._pfn_runs = (SortedList(), {})
+        return self._pfn_runs
 
     @classmethod
     def user(cls, task: Task, uptr: int, length: int, writable: bool) -> IoptPages:
