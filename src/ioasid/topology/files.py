@@ -322,39 +322,43 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
         drv = _scalar_str(drv, where, "driver")
     sec = raw.get("secondary_bus")
     kg = raw.get("kernel_group")
-    f = PciFunction(
-        bdf=bdf,
-        vendor=vendor,
-        device=device,
-        class_code=class_code,
-        pcie_type=pcie_type,
-        parent=parent,
-        acs=acs,
-        multifunction=_bool(raw.get("multifunction", False), where, "multifunction"),
-        driver=drv or None,
-        dma_alias_devfns=frozenset(_devfn(a, where) for a in aliases) if aliases else _NO_ALIAS,
-        secondary_bus=None if sec is None else _int(sec, where, "secondary_bus", 0xFF),
-        subsystem_vendor=subsystem[0],
-        subsystem_device=subsystem[1],
-        revision=None
-        if raw.get("revision") is None
-        else _int(raw["revision"], where, "revision", 0xFF),
-        pasid=pasid,
-        pasid_exec=pexec,
-        pasid_priv=ppriv,
-        pasid_max_width=pwidth,
-        ats=_bool(raw.get("ats", False), where, "ats"),
-        eetlp_prefix=eetlp,
-        is_virtfn=_bool(raw.get("virtfn", False), where, "virtfn"),
-        physfn=physfn,
-        untrusted=_bool(raw.get("untrusted", False), where, "untrusted"),
-        iommu=_bool(raw.get("iommu", bdf.domain < 0x10000), where, "iommu"),
-        pch_acs_workaround=_bool(raw.get("pch_acs_workaround", True), where, "pch_acs_workaround"),
-        kernel_group=None if kg is None else _int(kg, where, "kernel_group"),
-        name=None if raw.get("name") is None else _scalar_str(raw["name"], where, "name"),
-        header_type=None if ht is None else _int(ht, where, "header_type", 2),
-        acs_known=_bool(raw.get("acs_known", True), where, "acs_known"),
-        pcie_known=_bool(raw.get("pcie_known", True), where, "pcie_known"),
+    get = raw.get
+    rev = get("revision")
+    name = get("name")
+    f = PciFunction.from_fields(  # every field, in FUNCTION_FIELDS order
+        (
+            bdf,
+            vendor,
+            device,
+            class_code,
+            pcie_type,
+            parent,
+            acs,
+            _bool(get("multifunction", False), where, "multifunction"),
+            None if ht is None else _int(ht, where, "header_type", 2),
+            drv or None,
+            frozenset(_devfn(a, where) for a in aliases) if aliases else _NO_ALIAS,
+            None if sec is None else _int(sec, where, "secondary_bus", 0xFF),
+            None,  # subordinate_bus
+            subsystem[0],
+            subsystem[1],
+            None if rev is None else _int(rev, where, "revision", 0xFF),
+            pasid,
+            pexec,
+            ppriv,
+            pwidth,
+            _bool(get("ats", False), where, "ats"),
+            eetlp,
+            _bool(get("virtfn", False), where, "virtfn"),
+            physfn,
+            _bool(get("untrusted", False), where, "untrusted"),
+            _bool(get("iommu", bdf.domain < 0x10000), where, "iommu"),
+            _bool(get("pch_acs_workaround", True), where, "pch_acs_workaround"),
+            _bool(get("acs_known", True), where, "acs_known"),
+            _bool(get("pcie_known", True), where, "pcie_known"),
+            None if kg is None else _int(kg, where, "kernel_group"),
+            None if name is None else _scalar_str(name, where, "name"),
+        )
     )
     return f, "multifunction" in raw
 
