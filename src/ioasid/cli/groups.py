@@ -250,22 +250,29 @@ def save(topo: Topology, path: str | os.PathLike[str]) -> str:
 
 def _capture_notes(topo: Topology, unknown: int) -> Sequence[str]:
     notes = [f"ioasid topology file: {len(topo)} PCI functions captured from {topo.source}"]
+    from_sysfs_tree = os.path.isdir(topo.source)
     if topo.acs_ctrl_measured:
         notes.append(
             "acs_ctl: measured -- ACS control values are what the running kernel wrote "
             "(pci_enable_acs already applied); kernel_group is its iommu_group"
         )
+    elif from_sysfs_tree:
+        notes.append(
+            "no iommu_group links (IOMMU off or absent): ACS control values are the "
+            "firmware's; loading applies pci_enable_acs() as a kernel with an IOMMU would"
+        )
     if unknown:
-        notes += [
+        notes.append(
             f"{unknown} functions were read without root: sysfs gives everyone vendor, "
             "device, class, the driver and iommu_group links and the first 64 bytes of config "
             "space; the PCIe port type, ACS, PASID, ATS and DevCap2 (End-End TLP prefixes) "
             "live beyond them (pcie_known/acs_known: false, eetlp_prefix: null). Groups "
             "computed from this file are marked uncertain; capture as root for the full "
             "config space (ACS capability and control registers included)."
-        ]
-    elif topo.acs_ctrl_measured:
+        )
+    elif from_sysfs_tree:
         notes.append("full config space was readable (root): ACS, PASID, ATS and DevCap2 known")
+    notes += [f"warning: {w}" for w in topo.warnings]
     return notes
 
 
