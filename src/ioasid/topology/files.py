@@ -228,7 +228,9 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
         missing = [k for k in _REQUIRED if k not in raw]
         raise _err(_where(i, bdf_raw), f"missing required key(s): {', '.join(missing)}")
     try:
-        bdf = Bdf.parse(_scalar_str(bdf_raw, _where(i, bdf_raw), "bdf"))
+        bdf = Bdf.parse(
+            bdf_raw if bdf_raw.__class__ is str else _scalar_str(bdf_raw, _where(i, bdf_raw), "bdf")
+        )
     except ValueError as e:
         raise _err(_where(i, bdf_raw), f"bad bdf: {e}") from None
     where = str(bdf)

@@ -180,7 +180,8 @@ class Bdf(NamedTuple):
             raise ValueError(
                 f"{_short_repr(text)} is not a PCI address of the form DDDD:BB:DD.F or BB:DD.F"
             )
-        d, b, s, f = (int(g, 16) if g else 0 for g in m.groups())
+        gd, gb, gs, gf = m.groups()
+        d, b, s, f = int(gd, 16) if gd else 0, int(gb, 16), int(gs, 16), int(gf)
         if s > 0x1F:
             raise ValueError(f"{text!r}: device number {s:#x} is above 0x1f")
         got = cls(d, b, s, f)
