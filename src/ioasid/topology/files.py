@@ -3,7 +3,7 @@
 Format (unknown keys are ignored; see ``FIELDS``)::
 
     devices:                       # or a bare list of devices
-      - bdf: "0000:00:01.0"        # required, DDDD:BB:DD.F
+      - bdf: "0000:00:01.0"        # required, DDDD:BB:DD.F (or lspci's BB:DD.F: domain 0)
         id: "8086:1901"            # required, vendor:device (hex)
         pcie_type: root_port       # required: root_port, upstream_port, downstream_port,
                                    #   endpoint, legacy_endpoint, rc_integrated_endpoint,
@@ -37,6 +37,15 @@ Format (unknown keys are ignored; see ``FIELDS``)::
 Top level, besides ``devices``: ``acs_ctl: measured`` says the ``ctl`` values are what the
 running kernel already wrote (a sysfs capture, ``ioasid groups --save``): they are used as
 they are instead of re-running ``pci_enable_acs()`` on them (``firmware``, the default).
+
+Scalars are read as YAML 1.2 reads them where 1.1 surprises: no base-60 numbers (an unquoted
+``00:01.0`` is a string), no octal (``0604`` is a string, read as hex), no timestamps.
+
+Limits, so that no file can make the loader run long or allocate much: at most
+``MAX_FILE_BYTES`` are read (``/dev/zero``, a FIFO, a file that grows), nesting at most
+``MAX_DEPTH``, YAML aliases expand to at most 2 values per byte of the file, a pipe or
+device must deliver within ``READ_TIMEOUT``. Every failure, for whatever bytes, is a
+``TopologyError`` that names the file and the rule.
 """
 
 from __future__ import annotations
