@@ -243,13 +243,14 @@ def p2p_domains(topo: Topology, acs: AcsState | None = None) -> list[P2PDomain]:
 
     # ports on each bus, for the "no RR: peers reachable" rule
     ports_by_bus: dict[tuple[int, int], list[Bdf]] = {}
-    for b in order:
-        f = fns[b]
-        if f.pcie_type in (PcieType.DOWNSTREAM, PcieType.ROOT_PORT) and b in topo.secondary:
+    bridges = [b for b in order if b in topo.secondary]  # the rules below are about them
+    ports = (PcieType.DOWNSTREAM, PcieType.ROOT_PORT)
+    for b in bridges:
+        if fns[b].pcie_type in ports:
             ports_by_bus.setdefault((b.domain, b.bus), []).append(b)
-    for b in order:
+    for b in bridges:
         f = fns[b]
-        if f.pcie_type in (PcieType.DOWNSTREAM, PcieType.ROOT_PORT) and b in topo.secondary:
+        if f.pcie_type in ports:
             rr = acs.acs_enabled(b, _RR)
             if not rr.ok:
                 sibs = [s for s in ports_by_bus[(b.domain, b.bus)] if s != b]
@@ -281,9 +282,7 @@ def p2p_domains(topo: Topology, acs: AcsState | None = None) -> list[P2PDomain]:
                         "back down without reaching the IOMMU",
                     )
                 )
-        elif b in topo.secondary and (
-            not f.is_pcie or f.pcie_type in (PcieType.PCI_BRIDGE, PcieType.PCIE_BRIDGE)
-        ):
+        elif not f.is_pcie or f.pcie_type in (PcieType.PCI_BRIDGE, PcieType.PCIE_BRIDGE):
             collapsed.add(b)
             uf.union(idx[b], tok(b))
             events.append(
@@ -331,8 +330,9 @@ def p2p_domains(topo: Topology, acs: AcsState | None = None) -> list[P2PDomain]:
         if b in collapsed and t is not None:
             uf.union(tok(b), tok(t))
     comps: dict[int, list[Bdf]] = {}
-    for b in order:
-        comps.setdefault(uf.find(idx[b]), []).append(b)
+    find = uf.find
+    for i, b in enumerate(order):  # idx[b] == i
+        comps.setdefault(find(i), []).append(b)
     why: dict[int, list[str]] = {}
     for node, text in events:
         r = uf.find(node)
