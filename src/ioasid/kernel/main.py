@@ -20,6 +20,7 @@ The context itself (``struct iommufd_ctx``) and :class:`~ioasid.kernel.private.U
 from __future__ import annotations
 
 import errno
+import mmap
 
 from ioasid import uapi
 from ioasid.kernel.dispatch import TABLE, TABLE_SIZE
@@ -69,6 +70,16 @@ class IommufdFile:
     def ioctl(self, cmd: int, arg: int) -> int:
         return iommufd_fops_ioctl(self.ictx, cmd, arg)
 
+    def mmap(self, length: int, prot: int, flags: int, pgoff: int) -> bytes:
+        """``iommufd_fops_mmap``: a private mapping → EINVAL, an executable one → EPERM;
+        then the offset must be one an object handed out (``ictx->mt_mmap``: a vIOMMU HW
+        queue, not simulated yet, so none) → ENXIO."""
+        if not flags & mmap.MAP_SHARED:
+            fail(errno.EINVAL, "mmap of an iommufd must be MAP_SHARED")
+        if prot & mmap.PROT_EXEC:
+            fail(errno.EPERM, "mmap of an iommufd must not be PROT_EXEC")
+        fail(errno.ENXIO, f"no object was handed out at mmap offset {pgoff << 12:#x}")
+
     def release(self) -> None:
         self.ictx.release()
 
@@ -79,4 +90,3 @@ def open_iommufd(kernel: Machine, vfio_container: bool = False) -> IommufdFile:
 
 
 __all__ = ["IommufdFile", "KernelError", "iommufd_fops_ioctl", "open_iommufd"]
-
