@@ -498,7 +498,7 @@ class Supervisor:
         return self._enter(prog, tid, nid, call)
 
     def _read(self, n: sc.Notif, prog: Program, tid: int) -> object:
-        if not self.files.with_data:
+        if not self.files.by_key:
             return None
         a = n.data.args
         fd = _s32(a[0])
@@ -520,7 +520,7 @@ class Supervisor:
         return len(data)
 
     def _write(self, n: sc.Notif, prog: Program, tid: int) -> object:
-        if not self.files.with_data:
+        if not self.files.by_key:
             return None
         a = n.data.args
         fd = _s32(a[0])
@@ -609,7 +609,7 @@ class Supervisor:
         ready or the timeout is 0; else answered when it becomes ready (after a call of
         another thread or process) or at the timeout. ``ppoll``'s signal mask is not
         applied while we wait. Without a simulated file among the fds: the real kernel."""
-        if not self.files.with_data:
+        if not self.files.by_key:
             return None
         a = n.data.args
         addr, nfds = a[0], a[1]
