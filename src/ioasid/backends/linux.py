@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import mmap as _mmap
 import os
@@ -10,6 +12,10 @@ import select
 from ioasid.backends.base import IoctlArg
 
 NAME = "linux"
+
+_ioctl = ctypes.CDLL(None, use_errno=True).ioctl
+_ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+_ioctl.restype = ctypes.c_int
 
 
 class LinuxHandle:
@@ -25,8 +31,17 @@ class LinuxHandle:
         return self._fd
 
     def ioctl(self, request: int, arg: IoctlArg = 0) -> int | bytes:
+        """As ``fcntl.ioctl(fd, request, arg, True)``, except that an ``int`` is passed as a
+        pointer of 64 bits (``fcntl`` takes a C ``int`` and refuses a user address above
+        2^31 with ``OverflowError``); one that no pointer can be is EFAULT."""
         if isinstance(arg, int):
-            return int(fcntl.ioctl(self.fileno(), request, arg))
+            if not 0 <= arg < 1 << 64:
+                raise OSError(errno.EFAULT, f"{arg:#x} is not a user address")
+            ret = _ioctl(self.fileno(), request, arg)
+            if ret < 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err))
+            return int(ret)
         result: int | bytes = fcntl.ioctl(self.fileno(), request, arg, True)
         return result
 

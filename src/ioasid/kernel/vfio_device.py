@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import os
 
 from ioasid import uapi
 from ioasid.hw.dma import DmaFault
@@ -35,14 +34,6 @@ _FAULT_CODES = {
 }
 NUM_REGIONS = 9
 NUM_IRQS = 5
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
 
 
 class VfioPciDevice:
@@ -115,7 +106,7 @@ class VfioDeviceFile:
         if self.idev is not None or self.vdev.bound is not None:
             fail(errno.EINVAL, "VFIO_DEVICE_BIND_IOMMUFD: the device is already bound")
         file = self.kernel.fget(bind.iommufd)
-        if file is None and not _is_open(bind.iommufd):
+        if file is None and not self.kernel.anon_inodes.is_open(bind.iommufd):
             fail(errno.EBADF, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not open")
         ictx = iommufd_ctx_from_file(file)
         if ictx is None:
