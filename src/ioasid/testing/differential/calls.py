@@ -10,6 +10,7 @@ from typing import Any
 
 from ioasid import uapi
 from ioasid.backends.base import Handle
+from ioasid.uapi import sim as simapi
 
 PAGE = 4096
 HPAGE = 2 << 20
@@ -55,6 +56,14 @@ class Call:
     resolves to :data:`BAD_FD`); ``binds``, the name under which a successful
     ``CREATE_ACCESS`` binds the fd it returned; and the pseudo-op ``CLOSE`` (ref ``fd``),
     a plain ``close`` of a named fd.
+
+    The fuzzer adds: ``file``, the open file the ioctl goes to (``""`` the handle, else a
+    name the executor is given: ``vfio`` for ``/dev/vfio/vfio``, ``cdev`` for a VFIO device
+    cdev); ``guard``, the struct is copied to user memory ending ``guard`` bytes before a
+    ``PROT_NONE`` page and passed by address (a ``size`` claiming more faults there);
+    ``value``, an ``int`` argument instead of a struct (``VFIO_CHECK_EXTENSION``); ``binds``
+    also for the ``out_*_fd`` of ``FAULT_QUEUE_ALLOC`` and ``VEVENTQ_ALLOC``; more refs:
+    ``guard-N`` (N bytes before the guard page) and any fd name the executor holds.
     """
 
     op: str
@@ -70,6 +79,9 @@ class Call:
     scratch: int = 0
     data: str = ""
     binds: str = ""
+    file: str = ""
+    guard: int | None = None
+    value: int | None = None
 
     def to_json(self) -> Json:
         return asdict(self)
@@ -101,6 +113,12 @@ class Call:
             parts.append(f"data={self.data[:32]}{'...' if len(self.data) > 32 else ''}")
         if self.binds:
             parts.append(f"binds={self.binds}")
+        if self.guard is not None:
+            parts.append(f"at guard-{self.guard:#x}")
+        if self.value is not None:
+            parts.append(f"arg={_hex(self.value)}")
+        if self.file:
+            parts.append(f"on {self.file}")
         text = f"{self.op}({', '.join(parts)})"
         return f"{text}  # {self.note}" if self.note else text
 
@@ -109,13 +127,41 @@ def _hex(v: int) -> str:
     return str(v) if -10 < v < 10 else hex(v)
 
 
+OTHER_IOCTLS: dict[str, tuple[int, type[uapi.Struct] | None]] = {
+    "VFIO_GET_API_VERSION": (uapi.VFIO_GET_API_VERSION, None),
+    "VFIO_CHECK_EXTENSION": (uapi.VFIO_CHECK_EXTENSION, None),
+    "VFIO_SET_IOMMU": (uapi.VFIO_SET_IOMMU, None),
+    "VFIO_IOMMU_GET_INFO": (uapi.VFIO_IOMMU_GET_INFO, uapi.vfio_iommu_type1_info),
+    "VFIO_IOMMU_MAP_DMA": (uapi.VFIO_IOMMU_MAP_DMA, uapi.vfio_iommu_type1_dma_map),
+    "VFIO_IOMMU_UNMAP_DMA": (uapi.VFIO_IOMMU_UNMAP_DMA, uapi.vfio_iommu_type1_dma_unmap),
+    "VFIO_DEVICE_BIND_IOMMUFD": (uapi.VFIO_DEVICE_BIND_IOMMUFD, uapi.vfio_device_bind_iommufd),
+    "VFIO_DEVICE_ATTACH_IOMMUFD_PT": (
+        uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+        uapi.vfio_device_attach_iommufd_pt,
+    ),
+    "VFIO_DEVICE_DETACH_IOMMUFD_PT": (
+        uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT,
+        uapi.vfio_device_detach_iommufd_pt,
+    ),
+    "VFIO_DEVICE_GET_INFO": (uapi.VFIO_DEVICE_GET_INFO, uapi.vfio_device_info),
+    "VFIO_DEVICE_GET_REGION_INFO": (uapi.VFIO_DEVICE_GET_REGION_INFO, uapi.vfio_region_info),
+    "VFIO_DEVICE_GET_IRQ_INFO": (uapi.VFIO_DEVICE_GET_IRQ_INFO, uapi.vfio_irq_info),
+    "VFIO_DEVICE_RESET": (uapi.VFIO_DEVICE_RESET, None),
+    "IOASID_SIM_DEVICE_DMA": (simapi.IOASID_SIM_DEVICE_DMA, simapi.ioasid_sim_dma),
+}
+"""The ioctls besides ``iommufd.h``'s table the simulator serves (the VFIO container on
+``/dev/iommu`` and ``/dev/vfio/vfio``, the VFIO device cdev, ioasid's own device DMA), with
+their structs (``None``: the argument is an ``int``)."""
+
+
 def struct_of(op: str) -> type[uapi.Struct] | None:
     if op.startswith("IOMMU_TEST_OP_"):
         return uapi.iommu_test_cmd
     for d in uapi.IOMMUFD_IOCTLS:
         if d.name == op:
             return d.struct
-    return None
+    other = OTHER_IOCTLS.get(op)
+    return None if other is None else other[1]
 
 
 def failed(outcome: Json) -> bool:

@@ -9,7 +9,7 @@ import errno
 import hashlib
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy
@@ -23,6 +23,7 @@ from ioasid.testing.differential.calls import (
     HOLE_LEN,
     HOLE_OFF,
     HPAGE,
+    PAGE,
     RANGE_SIZE,
     Call,
     Json,
@@ -43,12 +44,22 @@ class UserMemory:
     """
 
     def __init__(
-        self, size: int = 64 << 20, memfd_size: int = 8 << 20, *, devices: bool = False
+        self,
+        size: int = 64 << 20,
+        memfd_size: int = 8 << 20,
+        *,
+        devices: bool = False,
+        guarded: bool = False,
     ) -> None:
         self.size = size
         self.devices = devices
+        self.guarded = guarded
+        """The fuzzer's: a ``PROT_NONE`` page after the region, and every buffer a call
+        brings (scratch, range array) placed just before a guard page, so that a kernel
+        copying as far as a field declares stops at ``EFAULT``, never in the heap."""
         self._map: mmap.mmap | None = None
         self._pieces: list[tuple[int, int]] = []
+        self._zones: list[int] = []
         if devices:
             addr = libc.mmap(
                 size + HPAGE,
@@ -68,6 +79,8 @@ class UserMemory:
                 (addr, hole - addr),
                 (hole + HOLE_LEN, addr + size + HPAGE - hole - HOLE_LEN),
             ]
+            if guarded:
+                libc.mprotect(addr + size + HPAGE - PAGE, PAGE, libc.PROT_NONE)
         else:
             self._map = mmap.mmap(-1, size + HPAGE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
             anchor = ctypes.c_char.from_buffer(self._map)
@@ -77,7 +90,38 @@ class UserMemory:
         self.memfd = os.memfd_create("ioasid-differential", os.MFD_CLOEXEC)
         os.ftruncate(self.memfd, memfd_size)
 
+    def guard_end(self, zone: int) -> int:
+        """The end of guard zone ``zone``: :data:`GUARD_SPAN` zeroed, writable bytes
+        before it, a ``PROT_NONE`` page at it (mapped on first use)."""
+        if not self._zones:
+            n = len(ZONES)
+            stride = GUARD_SPAN + PAGE
+            addr = libc.mmap(n * stride, mmap.PROT_READ | mmap.PROT_WRITE, _ANON)
+            if addr == libc.MAP_FAILED:
+                raise OSError(ctypes.get_errno(), "mmap of the guard zones failed")
+            self._pieces.append((addr, n * stride))
+            for i in range(n):
+                end = addr + i * stride + GUARD_SPAN
+                if libc.mprotect(end, PAGE, libc.PROT_NONE) != 0:
+                    raise OSError(ctypes.get_errno(), "mprotect of a guard page failed")
+                self._zones.append(end)
+        return self._zones[zone]
+
+    def buffer(self, zone: int, data: bytes) -> bytearray | memoryview:
+        """A buffer holding ``data``: a ``bytearray``, or with ``guarded`` the last bytes
+        of guard zone ``zone``."""
+        if not self.guarded or len(data) > GUARD_SPAN:
+            return bytearray(data)
+        addr = self.guard_end(zone) - len(data)
+        ctypes.memmove(addr, data, len(data))
+        return memoryview((ctypes.c_char * len(data)).from_address(addr)).cast("B")
+
+    def clear_zone(self, zone: int) -> None:
+        end = self.guard_end(zone)
+        libc.memset(end - GUARD_SPAN, 0, GUARD_SPAN)
+
     def close(self) -> None:
+        self._zones = []
         if self.memfd >= 0:
             os.close(self.memfd)
             self.memfd = -1
@@ -95,6 +139,14 @@ class UserMemory:
         self.close()
 
 
+GUARD_SPAN = 16 * PAGE
+"""The writable bytes before each guard page."""
+STRUCT_ZONE, DATA_ZONE, SCRATCH_ZONE, ARRAY_ZONE = ZONES = (0, 1, 2, 3)
+"""Guard zones: where a ``call.guard`` struct is placed; where ``guard-N`` refs point;
+where a guarded memory's scratch buffer and range array go."""
+_ANON = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+
+
 TEST_OP_MEMBERS: dict[int, str] = {
     uapi.IOMMU_TEST_OP_ADD_RESERVED: "add_reserved",
     uapi.IOMMU_TEST_OP_MOCK_DOMAIN: "mock_domain",
@@ -107,6 +159,18 @@ TEST_OP_MEMBERS: dict[int, str] = {
     uapi.IOMMU_TEST_OP_ACCESS_PAGES: "access_pages",
     uapi.IOMMU_TEST_OP_ACCESS_RW: "access_rw",
     uapi.IOMMU_TEST_OP_DIRTY: "dirty",
+    uapi.IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: "memory_limit",
+    uapi.IOMMU_TEST_OP_ACCESS_REPLACE_IOAS: "access_replace_ioas",
+    uapi.IOMMU_TEST_OP_MD_CHECK_IOTLB: "check_iotlb",
+    uapi.IOMMU_TEST_OP_TRIGGER_IOPF: "trigger_iopf",
+    uapi.IOMMU_TEST_OP_DEV_CHECK_CACHE: "check_dev_cache",
+    uapi.IOMMU_TEST_OP_TRIGGER_VEVENT: "trigger_vevent",
+    uapi.IOMMU_TEST_OP_PASID_ATTACH: "pasid_attach",
+    uapi.IOMMU_TEST_OP_PASID_REPLACE: "pasid_replace",
+    uapi.IOMMU_TEST_OP_PASID_DETACH: "pasid_detach",
+    uapi.IOMMU_TEST_OP_PASID_CHECK_HWPT: "pasid_check",
+    uapi.IOMMU_TEST_OP_DMABUF_GET: "dmabuf_get",
+    uapi.IOMMU_TEST_OP_DMABUF_REVOKE: "dmabuf_revoke",
 }
 """The union member of ``struct iommu_test_cmd`` each op reads and writes."""
 
@@ -117,7 +181,13 @@ Fds = dict[str, int]
 """The fds one backend returned, by the symbolic name the record uses."""
 
 
-def execute(handle: Handle, mem: UserMemory, call: Call, fds: Fds | None = None) -> Json:
+def execute(
+    handle: Handle,
+    mem: UserMemory,
+    call: Call,
+    fds: Fds | None = None,
+    files: Mapping[str, Handle] | None = None,
+) -> Json:
     """Run ``call`` on ``handle``; the outcome as JSON-ready data.
 
     ``{"ret": n}`` or ``{"errno": "ENOENT"}`` (or ``{"exception": ...}`` for anything that
@@ -126,23 +196,26 @@ def execute(handle: Handle, mem: UserMemory, call: Call, fds: Fds | None = None)
     calls with an array, ``"array"``: its elements afterwards, and for calls with a scratch
     buffer, ``"data"``: its bytes afterwards. ``fds`` holds this backend's named fds
     (devices mode); a ``CREATE_ACCESS`` with ``binds`` adds to it, ``CLOSE`` removes.
+    ``files`` holds the other open files a ``call.file`` may name (the fuzzer's).
     """
     if fds is None:
         fds = {}
     if call.op == "CLOSE":
         return _close_named(call, fds)
     resolved: dict[str, int] = {}
-    array_buf: bytearray | None = None
+    array_buf: bytearray | memoryview | None = None
     n_elems = max(call.capacity, len(call.array))
     if n_elems:
-        array_buf = bytearray(b"\xa5" * (n_elems * RANGE_SIZE))
+        array_buf = mem.buffer(ARRAY_ZONE, b"\xa5" * (n_elems * RANGE_SIZE))
         for i, (start, last) in enumerate(call.array):
             r = uapi.iommu_iova_range(start=start, last=last)
             array_buf[i * RANGE_SIZE : (i + 1) * RANGE_SIZE] = bytes(r)
-    scratch: bytearray | None = None
+    scratch: bytearray | memoryview | None = None
     if call.scratch:
         init = bytes.fromhex(call.data)[: call.scratch]
-        scratch = bytearray(init + b"\xa5" * (call.scratch - len(init)))
+        scratch = mem.buffer(SCRATCH_ZONE, init + b"\xa5" * (call.scratch - len(init)))
+    if any(sym.startswith("guard-") for sym in call.refs.values()):
+        mem.clear_zone(DATA_ZONE)
     for name, sym in call.refs.items():
         resolved[name] = _resolve(sym, handle, mem, array_buf, scratch, fds)
 
@@ -153,12 +226,24 @@ def execute(handle: Handle, mem: UserMemory, call: Call, fds: Fds | None = None)
         s = struct_type()
         for name, value in {**call.fields, **resolved}.items():
             _set_field(s, name, value)
-        s.size = ctypes.sizeof(struct_type) if call.size is None else call.size
+        if struct_type._fields_[0][0] == "size":
+            s.size = ctypes.sizeof(struct_type) if call.size is None else call.size
         buf = bytearray(bytes(s)) + bytearray(bytes.fromhex(call.tail))
 
+    target = files[call.file] if call.file and files is not None else handle
     out: Json = {}
     try:
-        out["ret"] = handle.ioctl(call.request, buf)
+        if call.value is not None:
+            out["ret"] = target.ioctl(call.request, call.value)
+        elif call.guard is not None:
+            addr = mem.guard_end(STRUCT_ZONE) - call.guard - len(buf)
+            ctypes.memmove(addr, bytes(buf), len(buf))
+            try:
+                out["ret"] = target.ioctl(call.request, addr)
+            finally:
+                buf[:] = ctypes.string_at(addr, len(buf))
+        else:
+            out["ret"] = target.ioctl(call.request, buf)
     except OSError as e:
         out["errno"] = errno.errorcode.get(e.errno or 0, str(e.errno))
     except Exception as e:  # a simulator crash is a divergence, not a harness bug
@@ -177,7 +262,9 @@ def execute(handle: Handle, mem: UserMemory, call: Call, fds: Fds | None = None)
             else:
                 fields[name] = value
         if call.binds and "ret" in out:
-            fd_name = f"{member}.out_access_fd"
+            fd_name = next(
+                k for k in fields if k.rpartition(".")[2].startswith("out_") and k.endswith("_fd")
+            )
             fds[call.binds] = int(fields[fd_name])
             fields[fd_name] = call.binds
         out["out"] = fields
@@ -251,8 +338,8 @@ def _resolve(
     sym: str,
     handle: Handle,
     mem: UserMemory,
-    array_buf: bytearray | None,
-    scratch: bytearray | None = None,
+    array_buf: bytearray | memoryview | None,
+    scratch: bytearray | memoryview | None = None,
     fds: Fds | None = None,
 ) -> int:
     if sym.startswith("buf+"):
@@ -265,6 +352,10 @@ def _resolve(
         return buffer_address(array_buf) if array_buf is not None else 0
     if sym == "scratch":
         return buffer_address(scratch) if scratch is not None else 0
-    if sym.startswith("access"):
-        return (fds or {}).get(sym, BAD_FD)
+    if sym.startswith("guard-"):
+        return mem.guard_end(DATA_ZONE) - int(sym[6:], 0)
+    if fds and sym in fds:
+        return fds[sym]
+    if sym.startswith(("access", "fault", "veventq", "fd:")):
+        return BAD_FD
     raise ValueError(f"unknown symbolic value {sym!r}")

@@ -23,10 +23,11 @@ from ioasid.testing.differential.calls import (
     Call,
     struct_of,
 )
-from ioasid.testing.differential.model import Model, ModelArea
+from ioasid.testing.differential.model import ModelArea
+from ioasid.testing.differential.structs import StructAware
 
 
-class Generator(Model):
+class Generator(StructAware):
     """Random ioctls for ``seed``, steered by the outcomes it is shown (:meth:`observe`).
 
     The model is only a guide for producing interesting calls (overlaps, cuts, stale ids);
@@ -66,14 +67,19 @@ class Generator(Model):
     """Added by the devices mode: the mock driver's ``IOMMU_TEST_CMD`` ops, HWPTs, dirty
     tracking, access objects."""
 
-    def __init__(self, seed: int, *, devices: bool = False) -> None:
+    def __init__(self, seed: int, *, devices: bool = False, fuzz: bool = False) -> None:
         super().__init__(devices=devices)
+        self.fuzz = fuzz
+        """Fuzz mode (:mod:`ioasid.testing.fuzz`): every ioctl struct-aware, and mutations
+        of the model-steered calls (:class:`~.structs.StructAware`)."""
         self.rng = random.Random(seed)
         self.window = uapi.MOCK_APERTURE_START if devices else IOVA_WINDOW
         """Where fixed IOVAs mostly fall: inside the mock domains' aperture in devices mode."""
         self.steps = 0
         self.n_access = 0
-        ops = self.OPS + (self.DEVICE_OPS if devices else ())
+        ops = self.OPS + (self.DEVICE_OPS if devices else ()) + (self.FUZZ_OPS if fuzz else ())
+        if fuzz:
+            self.init_fuzz()
         names, weights = zip(*ops, strict=True)
         self._names: Sequence[str] = names
         self._weights: Sequence[int] = weights
@@ -97,6 +103,8 @@ class Generator(Model):
         else:
             kind = self.rng.choices(self._names, self._weights)[0]
         call: Call = getattr(self, f"_gen_{kind}")()
+        if self.fuzz and call.note != "fuzz" and self.rng.random() < 0.3:
+            call = self.mutate(call)
         return call
 
     def _pick_ioas_id(self, valid: float = 0.9) -> int:

@@ -72,6 +72,7 @@ class Model:
 
     def __init__(self, *, devices: bool = False) -> None:
         self.devices = devices
+        self.fuzz = False
         self.ioas: dict[int, ModelIoas] = {}
         self.dead: set[int] = set()
         self.max_id = 0
@@ -84,7 +85,12 @@ class Model:
 
     # -- learning from backend A ----------------------------------------------------------
 
+    def observe_fuzz(self, call: Call, outcome: Json) -> None:
+        """What the fuzz mode learns besides (:class:`~.structs.StructAware`)."""
+
     def observe(self, call: Call, outcome: Json) -> None:
+        if self.fuzz:
+            self.observe_fuzz(call, outcome)
         if self.devices and not failed(outcome):
             self._observe_devices(call, outcome.get("out", {}))
         if failed(outcome):
