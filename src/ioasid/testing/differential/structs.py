@@ -119,7 +119,8 @@ TEST_OP_NAMES: dict[int, str] = {
 
 def leaf_fields(struct_type: Any, member: str | None) -> Iterator[tuple[str, Any]]:
     """``(dotted name, ctype)`` of every integer field of ``struct_type``; of a union only
-    ``member`` (the test command's op member). Arrays are left to the tail."""
+    ``member`` (the test command's op member) or, anonymous, its first member. Arrays are
+    left to the tail."""
     for entry in struct_type._fields_:
         name, ctype = entry[0], entry[1]
         if isinstance(ctype, type) and issubclass(ctype, ctypes.Union):
@@ -128,6 +129,10 @@ def leaf_fields(struct_type: Any, member: str | None) -> Iterator[tuple[str, Any
                 if sub is not None:
                     for leaf, t in leaf_fields(sub, None):
                         yield f"{member}.{leaf}", t
+            elif name in getattr(struct_type, "_anonymous_", ()):
+                first, t = ctype._fields_[0][0], ctype._fields_[0][1]
+                if issubclass(t, ctypes._SimpleCData):
+                    yield first, t
         elif isinstance(ctype, type) and issubclass(ctype, ctypes.Structure):
             for leaf, t in leaf_fields(ctype, None):
                 yield f"{name}.{leaf}", t
