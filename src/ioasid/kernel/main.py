@@ -20,12 +20,14 @@ The context itself (``struct iommufd_ctx``) and :class:`~ioasid.kernel.private.U
 from __future__ import annotations
 
 import errno
+import mmap
 
 from ioasid import uapi
 from ioasid.kernel.dispatch import TABLE, TABLE_SIZE
 from ioasid.kernel.errors import KernelError, fail
 from ioasid.kernel.private import IommufdCtx, Machine, Ucmd, check_zeroed_user
 from ioasid.kernel.vfio_compat import vfio_ioctl
+from ioasid.kernel.viommu import fops_mmap, reap_vmas
 from ioasid.uapi._abi import _IOC_NR
 
 
@@ -33,6 +35,7 @@ def iommufd_fops_ioctl(ictx: IommufdCtx, cmd: int, arg: int) -> int:
     """``iommufd_fops_ioctl``: decode the command in the kernel's order and run its handler."""
     kernel = ictx.kernel
     kernel.anon_inodes.reap()
+    reap_vmas(ictx)
     nr = _IOC_NR(cmd)
     if nr < uapi.IOMMUFD_CMD_BASE or nr - uapi.IOMMUFD_CMD_BASE >= TABLE_SIZE:
         return vfio_ioctl(ictx, cmd, arg)
@@ -69,6 +72,10 @@ class IommufdFile:
     def ioctl(self, cmd: int, arg: int) -> int:
         return iommufd_fops_ioctl(self.ictx, cmd, arg)
 
+    def mmap(self, length: int, prot: int, flags: int, offset: int) -> mmap.mmap:
+        """``iommufd_fops_mmap``."""
+        return fops_mmap(self.ictx, length, prot, flags, offset)
+
     def release(self) -> None:
         self.ictx.release()
 
@@ -79,4 +86,3 @@ def open_iommufd(kernel: Machine, vfio_container: bool = False) -> IommufdFile:
 
 
 __all__ = ["IommufdFile", "KernelError", "iommufd_fops_ioctl", "open_iommufd"]
-

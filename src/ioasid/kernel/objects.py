@@ -51,6 +51,7 @@ class IommufdObject:
 
 
 _PENDING = object()
+_TOMBSTONE = object()
 
 T = TypeVar("T", bound=IommufdObject)
 
@@ -122,6 +123,12 @@ class ObjectTable:
         obj.destroy()
         return obj
 
+    def tombstone(self, obj: IommufdObject) -> None:
+        """``iommufd_object_tombstone_user``: destroy ``obj`` and keep its id taken — it is
+        no object (ENOENT) and never handed out again until the context is released."""
+        self._slots[obj.id] = _TOMBSTONE
+        obj.destroy()
+
     def objects(self) -> list[IommufdObject]:
         return [o for o in self._slots.values() if isinstance(o, IommufdObject)]
 
@@ -139,3 +146,5 @@ class ObjectTable:
         for obj in self.objects():
             self._release_id(obj.id)
             obj.destroy()
+        for obj_id in [i for i, o in self._slots.items() if o is _TOMBSTONE]:
+            self._release_id(obj_id)

@@ -98,6 +98,10 @@ class IommufdCtx:
         """``ictx->groups``: the ``iommufd_group`` of each IOMMU group with a bound device."""
         self.no_iommu_mode = False
         self.closed = False
+        self.mt_mmap: dict[int, Any] = {}
+        """``ictx->mt_mmap``: mmap regions by offset (``viommu.Immap``)."""
+        self.vmas: list[Any] = []
+        """Live user mappings of those regions (``viommu.Vma``)."""
         self.file_refs = 1
         """References to the ``/dev/iommu`` file: the open itself, plus one per access
         object a driver created (``iommufd_ctx_get``); the last one out releases."""

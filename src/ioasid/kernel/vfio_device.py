@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import os
 
 from ioasid import uapi
 from ioasid.hw.dma import DmaFault
@@ -19,6 +18,7 @@ from ioasid.hw.pagetable.base import FaultReason
 from ioasid.hw.pci import PciFunction
 from ioasid.kernel.device import Device, IommuDriver
 from ioasid.kernel.errors import fail
+from ioasid.kernel.eventq import report_dma_page_request
 from ioasid.kernel.private import USER_CHUNK, Machine, check_zeroed_user, iommufd_ctx_from_file
 from ioasid.uapi import sim as simapi
 
@@ -34,14 +34,6 @@ _FAULT_CODES = {
 }
 NUM_REGIONS = 9
 NUM_IRQS = 5
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
 
 
 class VfioPciDevice:
@@ -114,7 +106,7 @@ class VfioDeviceFile:
         if self.idev is not None or self.vdev.bound is not None:
             fail(errno.EINVAL, "VFIO_DEVICE_BIND_IOMMUFD: the device is already bound")
         file = self.kernel.fget(bind.iommufd)
-        if file is None and not _is_open(bind.iommufd):
+        if file is None and not self.kernel.anon_inodes.is_open(bind.iommufd):
             fail(errno.EBADF, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not open")
         ictx = iommufd_ctx_from_file(file)
         if ictx is None:
@@ -233,6 +225,8 @@ class VfioDeviceFile:
                     self.kernel.copy_to_user(req.uptr + done, port.read(req.iova + done, n, pasid))
                 done += n
         except DmaFault as fault:
+            if self.idev is not None:
+                report_dma_page_request(self.idev, pasid, fault.record.iova, bool(write))
             req.out_fault = _FAULT_CODES[fault.record.reason]
             req.out_done = done + fault.transferred
             self.kernel.copy_to_user(arg, bytes(req))

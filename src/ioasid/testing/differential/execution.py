@@ -174,6 +174,16 @@ TEST_OP_MEMBERS: dict[int, str] = {
 }
 """The union member of ``struct iommu_test_cmd`` each op reads and writes."""
 
+BIND_FIELDS: dict[str, str] = {
+    "IOMMU_VEVENTQ_ALLOC": "out_veventq_fd",
+    "IOMMU_FAULT_QUEUE_ALLOC": "out_fault_fd",
+}
+"""Where a call with ``binds`` finds the fd it returned (else the test command's
+``out_access_fd``)."""
+
+FD_NAMES = ("access", "veventq", "fault")
+"""Prefixes of the symbolic names of fds the kernel returned."""
+
 SCRATCH_INLINE = 256
 """Scratch buffers up to this size are recorded as hex, larger ones as a digest."""
 
@@ -262,7 +272,7 @@ def execute(
             else:
                 fields[name] = value
         if call.binds and "ret" in out:
-            fd_name = next(
+            fd_name = BIND_FIELDS.get(call.op) or next(
                 k for k in fields if k.rpartition(".")[2].startswith("out_") and k.endswith("_fd")
             )
             fds[call.binds] = int(fields[fd_name])
@@ -356,6 +366,6 @@ def _resolve(
         return mem.guard_end(DATA_ZONE) - int(sym[6:], 0)
     if fds and sym in fds:
         return fds[sym]
-    if sym.startswith(("access", "fault", "veventq", "fd:")):
+    if sym.startswith((*FD_NAMES, "fd:")):
         return BAD_FD
     raise ValueError(f"unknown symbolic value {sym!r}")

@@ -82,6 +82,12 @@ class Model:
         self.closed: list[str] = []
         self.dead_objs: set[int] = set()
         self.nested: set[int] = set()
+        self.viommus: dict[int, int] = {}
+        """vIOMMU id → its parent HWPT."""
+        self.vdevs: set[int] = set()
+        self.hw_queues: set[int] = set()
+        self.eventqs: dict[str, int] = {}
+        """Open vEVENTQ / fault queue fds by name → the object id."""
 
     # -- learning from backend A ----------------------------------------------------------
 
@@ -158,7 +164,36 @@ class Model:
                 return
             del m.areas[iova]
 
+    def _observe_viommu(self, call: Call, out: Json) -> None:
+        f, op = call.fields, call.op
+        new = 0
+        if op == "IOMMU_VIOMMU_ALLOC":
+            new = int(out["out_viommu_id"])
+            self.viommus[new] = f["hwpt_id"]
+        elif op == "IOMMU_VDEVICE_ALLOC":
+            new = int(out["out_vdevice_id"])
+            self.vdevs.add(new)
+        elif op == "IOMMU_HW_QUEUE_ALLOC":
+            new = int(out["out_hw_queue_id"])
+            self.hw_queues.add(new)
+        elif op == "IOMMU_VEVENTQ_ALLOC":
+            new = int(out["out_veventq_id"])
+            self.eventqs[call.binds] = new
+        elif op == "IOMMU_FAULT_QUEUE_ALLOC":
+            new = int(out["out_fault_id"])
+            self.eventqs[call.binds] = new
+        elif op == "CLOSE":
+            self.eventqs.pop(call.refs.get("fd", ""), None)
+        elif op == "IOMMU_DESTROY":
+            obj = f.get("id", 0)
+            self.viommus.pop(obj, None)
+            self.vdevs.discard(obj)
+            self.hw_queues.discard(obj)
+        # the internal access of a HW queue takes the next id
+        self.max_id = max(self.max_id, new + (op == "IOMMU_HW_QUEUE_ALLOC"))
+
     def _observe_devices(self, call: Call, out: Json) -> None:
+        self._observe_viommu(call, out)
         f = call.fields
         op = call.op
         if op in ("IOMMU_TEST_OP_MOCK_DOMAIN", "IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS"):
@@ -187,7 +222,7 @@ class Model:
             pt = int(out["mock_domain_replace.pt_id"])
             if d is not None:
                 d.hwpt = pt
-                if pt not in self.hwpts:
+                if pt not in self.hwpts and pt not in self.nested:
                     self.hwpts[pt] = ModelHwpt(f["mock_domain_replace.pt_id"], 0, auto=True)
                     self.max_id = max(self.max_id, pt)
         elif op == "IOMMU_DESTROY":

@@ -151,13 +151,13 @@ class StructAware(Model):
     rng: random.Random
     window: int
     n_access: int
+    n_eventq: int
 
     FUZZ_OPS: tuple[tuple[str, int], ...] = (
         ("any_iommufd", 14),
         ("any_test", 10),
         ("vfio_compat", 5),
         ("cdev", 10),
-        ("close_fd", 1),
         ("random_bytes", 2),
     )
     """Added by the fuzz mode: every ioctl of the table, every test op, the VFIO container
@@ -167,8 +167,6 @@ class StructAware(Model):
         self.other_ids: set[int] = set()
         """Ids the kernel returned that the model has no kind for (vIOMMU, vDEVICE, fault
         queue, vEVENTQ, HW queue, nested HWPT, the cdev's device)."""
-        self.fd_names: list[str] = []
-        self.n_fds = 0
 
     # -- values -------------------------------------------------------------------------
 
@@ -206,7 +204,7 @@ class StructAware(Model):
     def fd_ref(self) -> tuple[str | None, int]:
         """A ref to an fd of some kind, or a plain number (-1, 2^31-1, ...)."""
         r = self.rng.random()
-        named = sorted(self.accesses) + self.fd_names + ["access0"]
+        named = sorted(self.accesses) + sorted(self.eventqs) + ["access0"]
         if r < 0.35:
             return self.rng.choice(named), 0
         if r < 0.85:
@@ -371,8 +369,8 @@ class StructAware(Model):
 
     def _bind_out_fd(self, call: Call) -> Call:
         if call.op in ("IOMMU_FAULT_QUEUE_ALLOC", "IOMMU_VEVENTQ_ALLOC"):
-            self.n_fds += 1
-            call.binds = f"{'fault' if 'FAULT' in call.op else 'veventq'}{self.n_fds}"
+            self.n_eventq += 1
+            call.binds = f"{'fault' if 'FAULT' in call.op else 'veventq'}{self.n_eventq}"
         return call
 
     def _gen_vfio_compat(self) -> Call:
@@ -418,14 +416,6 @@ class StructAware(Model):
         self.sized(call, struct_type, ctypes.sizeof(struct_type))
         return call
 
-    def _gen_close_fd(self) -> Call:
-        if self.fd_names and self.rng.random() < 0.9:
-            name = self.rng.choice(self.fd_names)
-            self.fd_names.remove(name)
-        else:
-            name = "fault0"
-        return Call("CLOSE", 0, refs={"fd": name}, note="fuzz: close a queue fd")
-
     def _gen_random_bytes(self) -> Call:
         d = self.rng.choice((*uapi.IOMMUFD_IOCTLS, uapi.IOMMU_TEST_IOCTL))
         n = self.rng.choice([4, 8, d.min_size, ctypes.sizeof(d.struct), 64])
@@ -464,11 +454,7 @@ class StructAware(Model):
     def observe_fuzz(self, call: Call, outcome: Json) -> None:
         """Learn the ids and fds a call the model has no kind for returned."""
         if "ret" not in outcome:
-            if call.binds and call.binds in self.fd_names:
-                self.fd_names.remove(call.binds)
             return
-        if call.binds and not call.binds.startswith("access"):
-            self.fd_names.append(call.binds)
         for name, value in outcome.get("out", {}).items():
             leaf = name.rpartition(".")[2]
             is_id = (leaf.startswith("out_") and leaf.endswith("_id")) or leaf == "out_devid"
