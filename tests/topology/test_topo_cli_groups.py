@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_topo_hostile_files import _documents
 from topo_helpers import Sysfs, config, host_tree
 
 from ioasid.cli import groups as cli
@@ -306,3 +309,19 @@ def test_text_shows_warnings_and_kernel_differences(
         assert ", ".join(part) in text
     for w in data["warnings"]:
         assert " ".join(w.split()) in text
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(doc=_documents, as_json=st.booleans(), extra=st.sampled_from([[], ["--json"]]))
+def test_fuzz_cli_never_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], doc: Any, as_json: bool, extra: list[str]
+) -> None:
+    p = tmp_path / ("f.json" if as_json else "f.yaml")
+    p.write_text(json.dumps(doc) if as_json else yaml.safe_dump(doc))
+    rc = _run(["--topology", str(p), "--no-color", "--acs-override", "downstream", *extra])
+    err = capsys.readouterr().err
+    assert rc in (0, 2)
+    if rc == 2:
+        assert err.startswith("ioasid groups: ") and err.count("\n") == 1

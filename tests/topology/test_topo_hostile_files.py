@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ioasid.topology import TopologyError, default_host, dump, group, load
+from ioasid.topology.audit import explain, report
 from ioasid.topology.files import FIELDS, MAX_DEPTH, MAX_FILE_BYTES
 
 
@@ -238,7 +239,10 @@ def _load_ok_or_topology_error(p: Path) -> None:
     except TopologyError as e:
         assert str(p) in str(e) or "device #" in str(e) or ":" in str(e)
         return
-    group(t)  # whatever loads also groups
+    gr = group(t)  # whatever loads also groups, reports and explains
+    report(gr, acs_override="downstream,multifunction")
+    for b in list(t.order)[:3]:
+        explain(gr, b)
 
 
 @settings(
