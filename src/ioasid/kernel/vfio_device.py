@@ -19,7 +19,13 @@ from ioasid.hw.pci import PciFunction
 from ioasid.kernel.device import Device, IommuDriver
 from ioasid.kernel.errors import fail
 from ioasid.kernel.eventq import report_dma_page_request
-from ioasid.kernel.private import USER_CHUNK, Machine, check_zeroed_user, iommufd_ctx_from_file
+from ioasid.kernel.private import (
+    USER_CHUNK,
+    IommufdCtx,
+    Machine,
+    check_zeroed_user,
+    iommufd_ctx_from_file,
+)
 from ioasid.uapi import sim as simapi
 
 VFIO_PCI_OFFSET_SHIFT = 40
@@ -60,6 +66,8 @@ class VfioDeviceFile:
         self.vdev = vdev
         self.kernel = vdev.kernel
         self.idev: Device | None = None
+        self.ictx: IommufdCtx | None = None
+        """The iommufd the device is bound to: its file is held while bound."""
 
     # ioctl ------------------------------------------------------------------------------
 
@@ -112,24 +120,31 @@ class VfioDeviceFile:
         if ictx is None:
             fail(errno.EBADFD, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not an iommufd")
         group = getattr(self.vdev.driver, "group", None)
-        if group is not None:
-            group.claim_dma_owner(ictx, str(self.vdev.function.bdf))
+        # iommufd_ctx_from_fd holds the iommufd file until the device is unbound
+        ictx.get_file()
         try:
-            idev = Device.bind(ictx, self.vdev.driver)
-        except OSError:
             if group is not None:
-                group.release_dma_owner()
-            raise
-        off = st.offsetof("out_devid")
-        try:
-            self.kernel.copy_to_user(arg + off, idev.id.to_bytes(4, "little"))
+                group.claim_dma_owner(ictx, str(self.vdev.function.bdf))
+            try:
+                idev = Device.bind(ictx, self.vdev.driver)
+            except OSError:
+                if group is not None:
+                    group.release_dma_owner()
+                raise
+            off = st.offsetof("out_devid")
+            try:
+                self.kernel.copy_to_user(arg + off, idev.id.to_bytes(4, "little"))
+            except OSError:
+                # out_close_device: vfio_df_close() unbinds again
+                idev.unbind()
+                if group is not None:
+                    group.release_dma_owner()
+                raise
         except OSError:
-            # out_close_device: vfio_df_close() unbinds again
-            idev.unbind()
-            if group is not None:
-                group.release_dma_owner()
+            ictx.release()
             raise
         self.idev = idev
+        self.ictx = ictx
         self.vdev.bound = self
         return 0
 
@@ -323,3 +338,6 @@ class VfioDeviceFile:
             group = getattr(self.vdev.driver, "group", None)
             if group is not None:
                 group.release_dma_owner()
+            ictx, self.ictx = self.ictx, None
+            if ictx is not None:
+                ictx.release()

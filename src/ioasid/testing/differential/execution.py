@@ -9,6 +9,7 @@ import errno
 import hashlib
 import mmap
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -59,7 +60,7 @@ class UserMemory:
         copying as far as a field declares stops at ``EFAULT``, never in the heap."""
         self._map: mmap.mmap | None = None
         self._pieces: list[tuple[int, int]] = []
-        self._zones: list[int] = []
+        self._zones: dict[int, list[int]] = {}
         if devices:
             addr = libc.mmap(
                 size + HPAGE,
@@ -91,9 +92,11 @@ class UserMemory:
         os.ftruncate(self.memfd, memfd_size)
 
     def guard_end(self, zone: int) -> int:
-        """The end of guard zone ``zone``: :data:`GUARD_SPAN` zeroed, writable bytes
-        before it, a ``PROT_NONE`` page at it (mapped on first use)."""
-        if not self._zones:
+        """The end of this thread's guard zone ``zone``: :data:`GUARD_SPAN` writable bytes
+        before it, a ``PROT_NONE`` page at it (mapped on the thread's first use)."""
+        zones = self._zones.get(threading.get_ident())
+        if zones is None:
+            zones = self._zones[threading.get_ident()] = []
             n = len(ZONES)
             stride = GUARD_SPAN + PAGE
             addr = libc.mmap(n * stride, mmap.PROT_READ | mmap.PROT_WRITE, _ANON)
@@ -104,8 +107,8 @@ class UserMemory:
                 end = addr + i * stride + GUARD_SPAN
                 if libc.mprotect(end, PAGE, libc.PROT_NONE) != 0:
                     raise OSError(ctypes.get_errno(), "mprotect of a guard page failed")
-                self._zones.append(end)
-        return self._zones[zone]
+                zones.append(end)
+        return zones[zone]
 
     def buffer(self, zone: int, data: bytes) -> bytearray | memoryview:
         """A buffer holding ``data``: a ``bytearray``, or with ``guarded`` the last bytes
@@ -121,7 +124,7 @@ class UserMemory:
         libc.memset(end - GUARD_SPAN, 0, GUARD_SPAN)
 
     def close(self) -> None:
-        self._zones = []
+        self._zones = {}
         if self.memfd >= 0:
             os.close(self.memfd)
             self.memfd = -1

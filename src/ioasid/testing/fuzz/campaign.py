@@ -70,6 +70,8 @@ class FuzzResult:
     errnos: dict[str, int] = field(default_factory=dict)
     slowest: tuple[float, str] = (0.0, "")
     peak: tuple[int, str] = (0, "")
+    verbose: bool = False
+    """Print each new finding as it is found (the CLI's long runs)."""
 
     @property
     def ok(self) -> bool:
@@ -79,6 +81,8 @@ class FuzzResult:
         got = self.findings.get(finding.key())
         if got is None:
             self.findings[finding.key()] = finding
+            if self.verbose:
+                print(finding.describe(), flush=True)
         else:
             got.count += 1
 
@@ -217,6 +221,8 @@ def _run_thread(
                 findings.append(Finding("slow", call.op, f"{dt:.2f} s", seed, i, {}))
             if peak > MEMORY_BUDGET:
                 findings.append(Finding("memory", call.op, f"{peak >> 20} MiB", seed, i, {}))
+            if call.op == "IOMMU_TEST_OP_DMABUF_GET" and isinstance(out.get("ret"), int):
+                fds[f"dmabuf{i}"] = out["ret"]  # the fd is the return value: close it later
             try:
                 gen.observe(call, out)
             except Exception as e:  # the model's bug, not the kernel's: keep going
@@ -300,7 +306,7 @@ def run_fuzz(
 ) -> FuzzResult:
     """``n`` calls in seeded sequences of ``sequence`` calls on a fresh simulated host."""
     sim.reset()
-    result = FuzzResult()
+    result = FuzzResult(verbose=progress)
     t0 = time.perf_counter()
     if trace:
         tracemalloc.start()
