@@ -543,7 +543,8 @@ class Supervisor:
     def _mmap(self, n: sc.Notif, prog: Program, tid: int) -> object:
         """``mmap`` of a simulated file: its ``mmap(length, prot, flags, offset)`` checks the
         request and returns what to map (``bytes`` or an ``mmap``), copied into the
-        placeholder at that offset; the real kernel then maps the placeholder. A file without ``mmap`` is ``ENODEV``."""
+        placeholder at that offset; the real kernel then maps the placeholder. A file
+        without ``mmap`` is ``ENODEV``."""
         a = n.data.args
         fd = _s32(a[4])
         ph = self.files.lookup(tid, fd)
