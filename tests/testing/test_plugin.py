@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from ioasid.backends import sim
 from ioasid.kernel.machine import Kernel
 from ioasid.topology import Topology, default_host
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
 USER_TEST = '''
 from ioasid import Iommufd
 
@@ -25,10 +28,12 @@ def test_user(iommufd: Iommufd) -> None:
 '''
 
 
-def _pytest_in(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _pytest_in(
+    tmp_path: Path, *args: str, test: str = USER_TEST
+) -> subprocess.CompletedProcess[str]:
     """pytest with this venv's python in an empty directory: no conftest, no config, only
     what installing ioasid registered."""
-    (tmp_path / "test_user.py").write_text(USER_TEST)
+    (tmp_path / "test_user.py").write_text(test)
     env = {
         k: v
         for k, v in os.environ.items()
@@ -46,6 +51,14 @@ def _pytest_in(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_fresh_project_gets_the_iommufd_fixture_without_p(tmp_path: Path) -> None:
     got = _pytest_in(tmp_path)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert "1 passed" in got.stdout
+
+
+def test_readme_plugin_example_passes_in_a_fresh_project(tmp_path: Path) -> None:
+    section = README.read_text().split("## Testing your code with the pytest plugin", 1)[1]
+    (example,) = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.S)
+    got = _pytest_in(tmp_path, test=example)
     assert got.returncode == 0, got.stdout + got.stderr
     assert "1 passed" in got.stdout
 
