@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         groups = None  # type: ignore[assignment]
     if groups is not None:
         groups.add_parser(sub)
+    from ioasid.cli import run as run_cmd
+
+    run_cmd.add_parser(sub)
     return parser
 
 
@@ -80,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ioasid.cli import groups
 
         return groups.run(args)
+    if args.command == "run":
+        from ioasid.cli import run as run_cmd
+
+        return run_cmd.run(args)
     parser.print_help(sys.stderr)
     return 2
 

@@ -21,6 +21,8 @@ from sortedcontainers import SortedDict
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
+HUGE_PAGES = (2 << 20) // PAGE_SIZE
+"""Pages in a 2 MiB huge page: physical runs are laid out co-aligned to it."""
 
 
 class _IoVec(ctypes.Structure):
@@ -298,8 +300,10 @@ class PhysMap:
         base_page: int,
     ) -> tuple[int, int, int]:
         n = last - first + 1
-        pfn = self._next
-        self._next += n
+        # co-aligned with the page index modulo 2 MiB, as huge pages are: the first
+        # allocation and a run after any other give the same physical layout
+        pfn = self._next + (first - self._next) % HUGE_PAGES
+        self._next = pfn + n
         runs[first] = (last, pfn)
         kind, target, base = access
         self._frames[pfn] = (pfn + n - 1, kind, target, base + (first - base_page) * PAGE_SIZE)
@@ -322,15 +326,35 @@ class PhysMap:
             if vma.shared and vma.inode:
                 fpage = vma.offset // PAGE_SIZE + (a - vfirst)
                 key: tuple[object, ...] = ("file", vma.dev, vma.inode)
-                for page, pfn, n in self._frames_for(
-                    key, fpage, fpage + (b - a), ("va", aspace, a * PAGE_SIZE)
-                ):
+                via: tuple[str, object, int] = ("va", aspace, a * PAGE_SIZE)
+                own = self._mapped_file(aspace, vma, key)
+                if own is not None:
+                    via = ("file", own, fpage * PAGE_SIZE)
+                for page, pfn, n in self._frames_for(key, fpage, fpage + (b - a), via):
                     out.append((a + page - fpage, pfn, n))
             else:
                 key = ("anon", id(aspace))
                 out.extend(self._frames_for(key, a, b, ("va", aspace, a * PAGE_SIZE)))
             cur = b + 1
         return out
+
+    def _mapped_file(
+        self, aspace: SelfAddressSpace, vma: Vma, key: tuple[object, ...]
+    ) -> int | None:
+        """A descriptor of the file behind a shared mapping, if ``aspace`` can open one
+        (``mapped_file``: another process's memory, whose mappings die with it): its frames
+        keep a reference to the file and are reached through it, as the page cache keeps
+        a pinned page after every mapping of it went."""
+        opener = getattr(aspace, "mapped_file", None)
+        if opener is None:
+            return None
+        own = self._file_fds.get(key)
+        if own is None:
+            fd = opener(vma)
+            if fd < 0:
+                return None
+            self._file_fds[key] = own = fd
+        return own
 
     def pin_file(self, fd: int, offset: int, length: int) -> list[tuple[int, int, int]]:
         """Frames of file pages ``[offset, offset+length)``: ``(file_page, pfn, n)`` runs."""

@@ -12,7 +12,7 @@ ioctl table, the entry and the machine (the host that boots it all) on top.
 """
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "rangecount", "process", "objects", "anon_inode", "pages", "private"),
+    ("errors", "rangecount", "process", "fail_nth", "objects", "anon_inode", "pages", "private"),
     ("io_pagetable", "ownership", "ioas", "access", "hw_pagetable", "device", "eventq"),
     ("viommu", "hwpt_ioctl", "intel", "mock_access", "mock", "vfio_compat", "vfio_device"),
     ("dispatch", "main", "machine"),

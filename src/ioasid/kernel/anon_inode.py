@@ -11,6 +11,10 @@ state is read from outside, e.g. :mod:`ioasid.testing.process`) and calls ``rele
 every file no descriptor of this process refers to any more. ``dup``'d descriptors keep the
 file open, as they do on Linux. Between the ``close`` and the next entry nothing can observe
 the difference.
+
+A task with its own descriptor table (:attr:`ioasid.kernel.process.Task.files`, a program
+served by :mod:`ioasid.bridge`) gets and installs its descriptors there instead: every method
+below asks ``current->files`` first.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ioasid.kernel.errors import fail
+from ioasid.kernel.process import FilesStruct, Processes
 
 FD_LIMIT = 1 << 31
 """Descriptors are C ``int``: a number at or above this is no descriptor (``EBADF``)."""
@@ -41,21 +46,37 @@ class AnonFile:
 class AnonInodes:
     """The anonymous-inode files of one simulated kernel, keyed by (st_dev, st_ino)."""
 
-    def __init__(self) -> None:
+    def __init__(self, processes: Processes | None = None) -> None:
         self.files: dict[tuple[int, int], AnonFile] = {}
+        self.processes = processes
+
+    def _foreign(self) -> FilesStruct | None:
+        """``current->files`` when it is not this process's descriptor table."""
+        return None if self.processes is None else self.processes.current.files
 
     def get_unused_fd(self, name: str) -> int:
         """``get_unused_fd_flags(O_CLOEXEC)``: reserve a descriptor (not yet a live file)."""
+        table = self._foreign()
+        if table is not None:
+            return table.get_unused_fd(name)
         try:
             return os.memfd_create(name, os.MFD_CLOEXEC)
         except OSError as e:
             fail(errno.ENOMEM, f"no descriptor for {name}: {e}")
 
     def put_unused_fd(self, fd: int) -> None:
+        table = self._foreign()
+        if table is not None:
+            table.put_unused_fd(fd)
+            return
         os.close(fd)
 
     def fd_install(self, fd: int, file: AnonFile) -> None:
         """``fd_install``: from now on ``close(fd)`` (of every dup) releases ``file``."""
+        table = self._foreign()
+        if table is not None:
+            table.fd_install(fd, file)
+            return
         st = os.fstat(fd)
         file.key, file.fd = (st.st_dev, st.st_ino), fd
         self.files[file.key] = file
@@ -65,11 +86,37 @@ class AnonInodes:
         descriptor can have: the kernel's ``fget`` of an ``int`` beyond the table)."""
         if not 0 <= fd < FD_LIMIT:
             return None
+        table = self._foreign()
+        if table is not None:
+            file = table.fget(fd)
+            return file if isinstance(file, AnonFile) else None
         try:
             st = os.fstat(fd)
         except OSError:
             return None
         return self.files.get((st.st_dev, st.st_ino))
+
+    def is_open(self, fd: int) -> bool:
+        """Whether the caller has a descriptor ``fd`` (of any file)."""
+        if not 0 <= fd < FD_LIMIT:
+            return False
+        table = self._foreign()
+        if table is not None:
+            return table.is_open(fd)
+        return self._key_of(fd) is not None
+
+    def fget_raw(self, fd: int) -> int:
+        """``fget`` of a file the simulator does not serve (a memfd for ``MAP_FILE``): a
+        descriptor of this process for it, which the caller closes; -1 if not open."""
+        if not 0 <= fd < FD_LIMIT:
+            return -1
+        table = self._foreign()
+        if table is not None:
+            return table.fget_raw(fd)
+        try:
+            return os.dup(fd)
+        except OSError:
+            return -1
 
     def reap(self) -> None:
         """Release every file whose last descriptor this process has closed."""

@@ -226,20 +226,24 @@ def ioas_map_file(ucmd: Ucmd) -> int:
     # dma_buf_get(fd): a dma-buf maps the exporter's memory
     anon = ucmd.ictx.kernel.anon_inodes.fget(cmd.fd)
     dmabuf = getattr(anon.private_data, "dma_buf", None) if anon is not None else None
+    file = -1
     if not isinstance(dmabuf, DmaBuf):
-        try:
-            os.fstat(cmd.fd)
-        except OSError:
+        file = ucmd.ictx.kernel.anon_inodes.fget_raw(cmd.fd)
+        if file < 0:
             fail(errno.EBADF, f"IOMMU_IOAS_MAP_FILE: fd {cmd.fd} is not an open file")
 
     def alloc(task: Task, writable: bool) -> tuple[IoptPages, int]:
         if isinstance(dmabuf, DmaBuf):
             pages = IoptPages.dma_buf(task, dmabuf, cmd.start, cmd.length, writable)
         else:
-            pages = IoptPages.file(task, cmd.fd, cmd.start, cmd.length, writable)
+            pages = IoptPages.file(task, file, cmd.start, cmd.length, writable)
         return pages, cmd.start - pages.start
 
-    return _map_and_respond(ucmd, ioas, alloc)
+    try:
+        return _map_and_respond(ucmd, ioas, alloc)
+    finally:
+        if file >= 0:
+            os.close(file)
 
 
 def ioas_copy(ucmd: Ucmd) -> int:

@@ -17,6 +17,7 @@ import ctypes
 import errno
 import os
 import threading
+from typing import cast
 
 from ioasid import topology as topo_mod
 from ioasid.hw.devices.edu import EDU_DEVICE, EDU_VENDOR, EduDevice
@@ -44,7 +45,7 @@ class Kernel:
         self.lock = threading.RLock()
         """The one lock of the simulated kernel: held for the whole of every entry."""
         self.processes = Processes()
-        self.anon_inodes = AnonInodes()
+        self.anon_inodes = AnonInodes(self.processes)
         self.trusted = (1, 0)
         """``[lo, hi)``: the caller's own ioctl buffer while its ioctl runs (set by the sim
         backend). Copies wholly inside it are a plain ``memmove`` -- it is known mapped and
@@ -170,6 +171,11 @@ class Kernel:
         fail(errno.ENOENT, f"{path}: no such device node on the simulated host")
 
     def fget(self, fd: int) -> File | None:
+        """The simulated device file the caller's ``fd`` refers to, else ``None``."""
+        table = self.processes.current.files
+        if table is not None:
+            file = table.fget(fd)
+            return cast(File, file) if hasattr(file, "ioctl") else None
         return self.files.get(fd)
 
 

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ioasid.hw.memory import AddressSpace, SelfAddressSpace
 from ioasid.kernel.rangecount import RangeCount
@@ -47,30 +48,59 @@ ALL_CAPS = (1 << (CAP_LAST_CAP + 1)) - 1
 _cap_buffers = threading.local()
 
 
-def _capget_sets() -> tuple[int, int]:
+def _capget_sets(pid: int = 0) -> tuple[int, int]:
     bufs = getattr(_cap_buffers, "bufs", None)
     if bufs is None:
         header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()
         bufs = _cap_buffers.bufs = (header, data, ctypes.addressof(header), ctypes.addressof(data))
     header, data, header_addr, data_addr = bufs
     header.version = 0x20080522  # the kernel writes its preferred version back
+    header.pid = pid
     if _capget(header_addr, data_addr) != 0:
         return 0, 0
     lo, hi = data
     return lo.effective | hi.effective << 32, lo.permitted | hi.permitted << 32
 
 
-def effective_caps() -> int:
-    """This process's effective capability set, read live (``capget``) so that a test
-    dropping CAP_IPC_LOCK with ``capset`` is seen exactly as the kernel sees it."""
-    return _capget_sets()[0]
+def effective_caps(pid: int = 0) -> int:
+    """This process's (or ``pid``'s) effective capability set, read live (``capget``) so
+    that a test dropping CAP_IPC_LOCK with ``capset`` is seen exactly as the kernel sees it."""
+    return _capget_sets(pid)[0]
 
 
-def root_caps() -> int:
-    """A full root's capabilities minus those this process dropped from its effective set:
-    what the kernel selftests (run as root in the oracle guest) have, on any host."""
-    eff, perm = _capget_sets()
+def root_caps(pid: int = 0) -> int:
+    """A full root's capabilities minus those this process (or ``pid``) dropped from its
+    effective set: what the kernel selftests (run as root in the oracle guest) have, on any
+    host."""
+    eff, perm = _capget_sets(pid)
     return ALL_CAPS & ~(perm & ~eff)
+
+
+class FilesStruct(Protocol):
+    """``current->files`` of a task whose descriptors are not this process's own (the
+    bridge's programs). ``None`` on a :class:`Task` means this process's real descriptor
+    table, which :class:`~ioasid.kernel.anon_inode.AnonInodes` uses directly."""
+
+    def get_unused_fd(self, name: str) -> int:
+        """``get_unused_fd_flags(O_CLOEXEC)``: the number the next ``fd_install`` gets."""
+        ...
+
+    def put_unused_fd(self, fd: int) -> None: ...
+
+    def fd_install(self, fd: int, file: object) -> None:
+        """Make ``fd`` refer to ``file`` (an ``AnonFile``): its last close releases it."""
+        ...
+
+    def fget(self, fd: int) -> object | None:
+        """The simulated file (``AnonFile`` or device file) ``fd`` refers to, else ``None``."""
+        ...
+
+    def is_open(self, fd: int) -> bool: ...
+
+    def fget_raw(self, fd: int) -> int:
+        """A descriptor of this process for the caller's open file ``fd`` (the caller of
+        ``fget_raw`` closes it), or -1 if ``fd`` is not open."""
+        ...
 
 
 @dataclass
@@ -108,6 +138,11 @@ class Task:
     rlimit_memlock: int | None = None
     as_root: bool = False
     """Capabilities of a full root (see :func:`root_caps`) instead of this host's."""
+    files: FilesStruct | None = None
+    """``current->files``; ``None``: this process's own descriptors."""
+    fail_nth: int = 0
+    """``current->fail_nth`` (``/proc/<pid>/task/<tid>/fail-nth``), see
+    :mod:`ioasid.kernel.fail_nth`."""
 
     def capable(self, cap: int) -> bool:
         if self.caps is not None:
