@@ -498,7 +498,7 @@ class Supervisor:
         return self._enter(prog, tid, nid, call)
 
     def _read(self, n: sc.Notif, prog: Program, tid: int) -> object:
-        if not self.files.with_data:
+        if not self.files.by_key:
             return None
         a = n.data.args
         fd = _s32(a[0])
@@ -520,7 +520,7 @@ class Supervisor:
         return len(data)
 
     def _write(self, n: sc.Notif, prog: Program, tid: int) -> object:
-        if not self.files.with_data:
+        if not self.files.by_key:
             return None
         a = n.data.args
         fd = _s32(a[0])
@@ -541,9 +541,10 @@ class Supervisor:
         raise OSError(errno.ESPIPE if positional else errno.EINVAL, f"{ph.name}: no write")
 
     def _mmap(self, n: sc.Notif, prog: Program, tid: int) -> object:
-        """``mmap`` of a simulated file: its ``mmap(length, prot, flags, pgoff)`` checks the
-        request and returns the bytes to map, which go into the placeholder at that offset;
-        the real kernel then maps the placeholder. A file without ``mmap`` is ``ENODEV``."""
+        """``mmap`` of a simulated file: its ``mmap(length, prot, flags, offset)`` checks the
+        request and returns what to map (``bytes`` or an ``mmap``), copied into the
+        placeholder at that offset; the real kernel then maps the placeholder. A file
+        without ``mmap`` is ``ENODEV``."""
         a = n.data.args
         fd = _s32(a[4])
         ph = self.files.lookup(tid, fd)
@@ -553,7 +554,7 @@ class Supervisor:
         if mmap is None:
             raise OSError(errno.ENODEV, f"{ph.name}: no mmap")
         length, prot, flags, offset = a[1], a[2], a[3], a[5]
-        data = self._enter(prog, tid, n.id, lambda: mmap(length, prot, flags, offset // PAGE_SIZE))
+        data = self._enter(prog, tid, n.id, lambda: mmap(length, prot, flags, offset))
         local = sc.pidfd_getfd(prog.pidfd, fd)
         try:
             if os.fstat(local).st_size < offset + length:
@@ -609,7 +610,7 @@ class Supervisor:
         ready or the timeout is 0; else answered when it becomes ready (after a call of
         another thread or process) or at the timeout. ``ppoll``'s signal mask is not
         applied while we wait. Without a simulated file among the fds: the real kernel."""
-        if not self.files.with_data:
+        if not self.files.by_key:
             return None
         a = n.data.args
         addr, nfds = a[0], a[1]
