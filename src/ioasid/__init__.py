@@ -12,23 +12,33 @@ __version__ = "0.1.0"
 from ioasid.api import (
     Buffer,
     Device,
+    FaultQueue,
     HwPagetable,
+    HwQueue,
     Ioas,
     Iommufd,
     IommufdError,
     IovaRange,
     IovaRanges,
+    Vdevice,
+    Veventq,
+    Viommu,
     memfd,
 )
 
 __all__ = [
     "Buffer",
     "Device",
+    "FaultQueue",
     "HwPagetable",
+    "HwQueue",
     "Ioas",
     "Iommufd",
     "IommufdError",
     "IovaRange",
     "IovaRanges",
+    "Vdevice",
+    "Veventq",
+    "Viommu",
     "memfd",
 ]

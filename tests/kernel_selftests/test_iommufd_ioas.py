@@ -3,7 +3,8 @@
 Ported here: every variant (``no_domain``, ``mock_domain``, ``two_mock_domain``,
 ``mock_domain_limit``), every test that needs no access object and no fork; the access and
 fork tests are in ``test_iommufd_ioas_access.py`` (they reuse :class:`IommufdIoas` and
-``VARIANTS``), the dmabuf tests fail on the 7.3 kernel itself (see ``LEFT.md``).
+``VARIANTS``), the dmabuf tests in ``test_iommufd_ioas_dmabuf.py`` (7.3's mock has a bug
+there, which those tests document).
 
 Tests are registered per variant by :func:`utils.TEST_F` as
 ``test_iommufd_ioas__<variant>__<name>``, e.g. ``test_iommufd_ioas__no_domain__area``.

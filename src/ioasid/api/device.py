@@ -5,9 +5,11 @@ from __future__ import annotations
 import ctypes
 import errno
 from dataclasses import dataclass
+from typing import Any
 
 from ioasid import uapi
 from ioasid.api.errors import IommufdError
+from ioasid.api.hwpt import HwPagetable
 from ioasid.api.iommufd import Ioas, Iommufd, S, call
 from ioasid.backends.base import Handle
 from ioasid.uapi import sim as simapi
@@ -39,21 +41,6 @@ class Region:
     flags: int
     size: int
     offset: int
-
-
-class HwPagetable:
-    """A HWPT_PAGING: an IOMMU domain kept in sync with an IOAS."""
-
-    def __init__(self, fd: Iommufd, hwpt_id: int, ioas: Ioas | None = None) -> None:
-        self.fd = fd
-        self.id = hwpt_id
-        self.ioas = ioas
-
-    def destroy(self) -> None:
-        self.fd.destroy(self.id)
-
-    def __repr__(self) -> str:
-        return f"<HwPagetable {self.id}>"
 
 
 class Device:
@@ -114,11 +101,10 @@ class Device:
             int(out.out_max_pasid_log2),
         )
 
-    def hwpt_alloc(self, pt: Ioas | HwPagetable, flags: int = 0) -> HwPagetable:
-        """``IOMMU_HWPT_ALLOC``: a domain of this device's IOMMU on ``pt``."""
-        cmd = uapi.iommu_hwpt_alloc(flags=flags, dev_id=self.id, pt_id=pt.id)
-        out = self.fd.ioctl(uapi.IOMMU_HWPT_ALLOC, cmd, "IOMMU_HWPT_ALLOC")
-        return HwPagetable(self.fd, int(out.out_hwpt_id), pt if isinstance(pt, Ioas) else None)
+    def hwpt_alloc(self, pt: Ioas | HwPagetable, flags: int = 0, **kwargs: Any) -> HwPagetable:
+        """``IOMMU_HWPT_ALLOC``: a domain of this device's IOMMU on ``pt`` (see
+        :meth:`HwPagetable.alloc` for ``data``, ``data_type``, ``fault``)."""
+        return HwPagetable.alloc(self.fd, self, pt, flags=flags, **kwargs)
 
     def region(self, index: int) -> Region:
         cmd = uapi.vfio_region_info(argsz=ctypes.sizeof(uapi.vfio_region_info), index=index)

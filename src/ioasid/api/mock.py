@@ -11,7 +11,7 @@ import ctypes
 import os
 
 from ioasid import uapi
-from ioasid.api.device import HwPagetable
+from ioasid.api.hwpt import HwPagetable
 from ioasid.api.iommufd import Ioas, Iommufd
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from typing import Protocol, runtime_checkable
 
 IoctlArg = bytearray | memoryview | bytes | int
@@ -39,6 +40,10 @@ class Handle(Protocol):
 
     def write(self, data: bytes) -> int: ...
 
+    def mmap(self, length: int, prot: int, flags: int, offset: int) -> mmap.mmap:
+        """``mmap(2)`` of the file (the iommufd's vIOMMU / HW queue regions)."""
+        ...
+
     def close(self) -> None: ...
 
     @property
@@ -51,3 +56,9 @@ class Backend(Protocol):
     NAME: str
 
     def open(self, path: str, flags: int = ...) -> Handle: ...
+
+    def fd_read(self, fd: int, n: int) -> bytes: ...
+
+    def fd_write(self, fd: int, data: bytes) -> int: ...
+
+    def fd_poll(self, fd: int, events: int, timeout_ms: int) -> int: ...

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import mmap as _mmap
 import os
+import select
 
 from ioasid.backends.base import IoctlArg
 
@@ -55,6 +57,10 @@ class LinuxHandle:
     def pwrite(self, data: bytes, offset: int) -> int:
         return os.pwrite(self.fileno(), data, offset)
 
+    def mmap(self, length: int, prot: int, flags: int, offset: int) -> _mmap.mmap:
+        """``mmap(NULL, length, prot, flags, fd, offset)``."""
+        return _mmap.mmap(self.fileno(), length, flags=flags, prot=prot, offset=offset)
+
     def close(self) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
@@ -77,3 +83,20 @@ class LinuxHandle:
 def open(path: str = "/dev/iommu", flags: int = os.O_RDWR) -> LinuxHandle:
     """Open ``path`` on the running kernel (``/dev/iommu``, ``/dev/vfio/devices/vfioN``, ...)."""
     return LinuxHandle(path, os.open(path, flags | os.O_CLOEXEC))
+
+
+def fd_read(fd: int, n: int) -> bytes:
+    """``read(2)`` of a file the kernel handed out (a fault queue or vEVENTQ fd)."""
+    return os.read(fd, n)
+
+
+def fd_write(fd: int, data: bytes) -> int:
+    return os.write(fd, data)
+
+
+def fd_poll(fd: int, events: int, timeout_ms: int) -> int:
+    """``poll(2)`` of one fd: the events that are ready (0 on timeout)."""
+    p = select.poll()
+    p.register(fd, events)
+    ready = p.poll(timeout_ms)
+    return ready[0][1] if ready else 0

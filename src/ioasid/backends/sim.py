@@ -11,8 +11,12 @@ with the process's other fds and can be passed where the kernel expects an fd.
 
 from __future__ import annotations
 
+import errno
+import mmap as _mmap
 import os
 import threading
+import time
+from typing import Any
 
 from ioasid.backends.base import IOCTL_BUFSZ, IoctlArg
 from ioasid.hw.memory import buffer_address, new_syscall
@@ -162,6 +166,17 @@ class SimHandle:
             new_syscall()
             return int(pwrite(data, offset))
 
+    def mmap(self, length: int, prot: int, flags: int, offset: int) -> _mmap.mmap:
+        """``mmap(NULL, length, prot, flags, fd, offset)`` of the simulated file."""
+        self.fileno()
+        fops_mmap = getattr(self.file, "mmap", None)
+        if fops_mmap is None:
+            raise OSError(errno.ENODEV, f"{self.path}: mmap is not supported")
+        with self.kernel.lock:
+            new_syscall()
+            mapping: _mmap.mmap = fops_mmap(length, prot, flags, offset)
+            return mapping
+
     def close(self) -> None:
         """Close the fd and release the file. If the number was already closed behind our
         back (``os.close(handle.fileno())``) and reused, the new owner's fd is left alone."""
@@ -201,3 +216,39 @@ def open(path: str = "/dev/iommu", flags: int = os.O_RDWR) -> SimHandle:
     k = kernel()
     with k.lock:
         return SimHandle(path, k, k.open(path))
+
+
+def _anon_file(fd: int) -> Any:
+    k = kernel()
+    f = k.anon_inodes.fget(fd)
+    if f is None:
+        raise OSError(errno.EBADF, f"fd {fd} is no file of the simulated kernel")
+    return f.private_data
+
+
+def fd_read(fd: int, n: int) -> bytes:
+    """``read(2)`` of a file the simulated kernel handed out (a fault queue or vEVENTQ)."""
+    file = _anon_file(fd)
+    with kernel().lock:
+        new_syscall()
+        return bytes(file.read(n))
+
+
+def fd_write(fd: int, data: bytes) -> int:
+    file = _anon_file(fd)
+    with kernel().lock:
+        new_syscall()
+        return int(file.write(data))
+
+
+def fd_poll(fd: int, events: int, timeout_ms: int) -> int:
+    """``poll(2)``: the ready events among ``events``, waiting up to ``timeout_ms`` (-1:
+    forever) for another thread's call to queue one."""
+    file = _anon_file(fd)
+    deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
+    while True:
+        with kernel().lock:
+            ready = int(file.poll()) & events
+        if ready or (deadline is not None and time.monotonic() >= deadline):
+            return ready
+        time.sleep(0.001)

@@ -34,6 +34,7 @@ from .pagetable.base import (
     WalkFault,
 )
 from .pagetable.mock import MockPageTable, _mock_default_pgsize_bitmap
+from .pagetable.nested import NestedPageTable, PhysMemory, Stage1
 from .pagetable.radix import RadixPageTable
 from .pagetable.vtd import SZ_1G, SZ_2M, SZ_4K, VtdSecondStage
 
@@ -177,6 +178,9 @@ class Domain:
         self.nest_parent = bool(flags & DomainAllocFlags.NEST_PARENT)
         self.force_snooping = False
         self._units: dict[IommuUnit, int] = {}
+        self.nested_children: list[NestedDomain] = []
+        """Nested domains on this parent: a stage-2 change flushes their IOTLB entries too
+        (VT-d ``CACHE_TAG_NESTING_IOTLB``: domain-selective, the GIOVAs are unknown)."""
 
     def __repr__(self) -> str:
         return f"<Domain {self.driver.value} {self.pagetable.FORMAT} flags={self.flags!r}>"
@@ -222,6 +226,13 @@ class Domain:
     def flush_iotlb(self, iova: int, length: int) -> None:
         for unit in self._units:
             unit.invalidate(self, iova, length)
+        for child in self.nested_children:
+            child.flush_all()
+
+    def flush_all(self) -> None:
+        """Domain-selective invalidation on every unit the domain is attached to."""
+        for unit in self._units:
+            unit.invalidate_domain(self)
 
     def iova_to_phys(self, iova: int) -> int | None:
         return self.pagetable.iova_to_phys(iova)
@@ -267,6 +278,38 @@ class Domain:
 
     def is_empty(self) -> bool:
         return self.pagetable.is_empty()
+
+
+class NestedDomain(Domain):
+    """A nested domain: the guest's ``stage1`` over the ``parent`` paging domain (its
+    stage 2). Attached like any domain; a DMA walks both stages
+    (:class:`~ioasid.hw.pagetable.nested.NestedPageTable`) and the IOTLB caches the
+    combined leaf under the nested domain's own tag (its DID)."""
+
+    pagetable: NestedPageTable  # type: ignore[assignment]
+
+    def __init__(self, parent: Domain, stage1: Stage1, memory: PhysMemory) -> None:
+        self.driver = parent.driver
+        self.pagetable = NestedPageTable(stage1, parent.pagetable, memory)
+        self.flags = DomainAllocFlags.NONE
+        self.dirty_ops = False
+        self.nest_parent = False
+        self.force_snooping = False
+        self._units = {}
+        self.nested_children = []
+        self.parent = parent
+        parent.nested_children.append(self)
+
+    def __repr__(self) -> str:
+        return f"<NestedDomain {self.pagetable.stage1.FORMAT} on {self.parent!r}>"
+
+    def free(self) -> None:
+        """The domain's ``free``: the parent forgets it."""
+        if self in self.parent.nested_children:
+            self.parent.nested_children.remove(self)
+
+    def iova_to_phys(self, iova: int) -> int | None:
+        return self.pagetable.iova_to_phys(iova)
 
 
 class IommuUnit:
@@ -330,6 +373,10 @@ class IommuUnit:
         rule that fails (the kernel's attach returns ``EINVAL``). Checked in the order of
         ``paging_domain_compatible_second_stage()`` / ``mock_domain_nop_attach()``."""
         caps = self.caps
+        if isinstance(domain, NestedDomain):
+            if not caps.nesting:
+                return f"nesting: {self.name} cannot walk a nested domain (no ECAP.NEST)"
+            return self.domain_compatible(domain.parent)
         if domain.driver is not caps.driver:
             return (
                 f"domain belongs to {domain.driver.value}, "

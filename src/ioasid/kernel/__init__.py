@@ -13,8 +13,8 @@ ioctl table, the entry and the machine (the host that boots it all) on top.
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "rangecount", "process", "fail_nth", "objects", "anon_inode", "pages", "private"),
-    ("io_pagetable", "ownership", "ioas", "hw_pagetable", "device", "eventq", "viommu"),
-    ("hwpt_ioctl", "access", "intel", "mock_access", "mock", "vfio_compat", "vfio_device"),
+    ("io_pagetable", "ownership", "ioas", "access", "hw_pagetable", "device", "eventq"),
+    ("viommu", "hwpt_ioctl", "intel", "mock_access", "mock", "vfio_compat", "vfio_device"),
     ("dispatch", "main", "machine"),
 )
 """Bottom to top: shared types; objects and their handlers; drivers, the mock driver and

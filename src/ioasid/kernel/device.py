@@ -78,10 +78,24 @@ class IommuDriver:
     ) -> NestedDomain:
         fail(errno.EOPNOTSUPP, f"{self.ops}: no nested domains")
 
+    @property
+    def iommu_dev(self) -> object:
+        """``iommufd_device_get_iommu_dev``: the physical IOMMU instance (a vIOMMU and its
+        vDEVICEs and nested HWPTs must all be on the same one)."""
+        return self.unit
+
+    def get_viommu_size(self, viommu_type: int) -> int:
+        """``ops->get_viommu_size``: 0 when the driver has no vIOMMU of ``viommu_type``."""
+        return 0
+
+    def viommu_init(self, ucmd: Ucmd, viommu: Any, parent: IommuDomain, user_data: Any) -> Any:
+        """``ops->viommu_init``: returns the vIOMMU's ops."""
+        fail(errno.EOPNOTSUPP, f"{self.ops}: no vIOMMU support")
+
     def _program(self, domain: AnyDomain | None, pasid: int | None) -> None:
         """Point the unit's context (or PASID) entry at ``domain``; ``None`` blocks. A nested
-        domain's stage 1 is not modelled: the entry is left blocked."""
-        if domain is None or isinstance(domain, NestedDomain):
+        domain is programmed with both stages (its ``hw``)."""
+        if domain is None or domain.hw is None:
             self.unit.detach(self.rid, pasid)
             return
         hw = domain.hw
@@ -147,6 +161,8 @@ class Device(IommufdObject):
         self.driver = driver
         self.igroup: Group = Group(driver.iommu_group)
         self.enforce_cache_coherency = False
+        self.vdev: Any = None
+        """``idev->vdev``: the device's vDEVICE (:class:`ioasid.kernel.viommu.Vdevice`)."""
 
     @classmethod
     def bind(cls, ictx: IommufdCtx, driver: IommuDriver) -> Device:
@@ -192,6 +208,9 @@ class Device(IommufdObject):
         """``iommufd_device_unbind``: the driver lets go; the id disappears."""
         for pasid in sorted(self.igroup.pasid_attach, reverse=True):
             self.detach(pasid)
+        if self.vdev is not None:
+            # iommufd_device_pre_destroy → iommufd_device_remove_vdev
+            self.vdev.tombstone()
         self.users -= 1
         if self.ictx.objects.lookup(self.id) is self:
             self.ictx.objects.remove(self.id)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ioasid import uapi
 from ioasid.hw.iommu import Domain as HwDomain
+from ioasid.hw.iommu import NestedDomain as HwNestedDomain
 from ioasid.hw.memory import PAGE_SIZE, PhysMap
 from ioasid.hw.pagetable.base import HwError, Prot
 from ioasid.kernel.errors import KernelError, fail
@@ -94,6 +95,15 @@ class NestedDomain:
         self.parent = parent
         self.owner = owner
         self.iopf_handler = False
+        self.hw: HwNestedDomain | None = None
+        """The hardware's view: the driver's stage 1 over the parent's table (``None``:
+        the device is blocked while attached)."""
+
+    def free(self) -> None:
+        """``domain->ops->free``."""
+        if self.hw is not None:
+            self.hw.free()
+            self.hw = None
 
     def cache_invalidate_user(self, ucmd: Ucmd, array: UserDataArray) -> None:
         """``ops->cache_invalidate_user``: sets ``array.entry_num`` to the entries done."""
@@ -220,7 +230,10 @@ class HwptNested(HwPagetable):
         (viommu if viommu is not None else parent).users += 1
 
     def destroy(self) -> None:
-        """``iommufd_hwpt_nested_destroy``."""
+        """``iommufd_hwpt_nested_destroy``: free the domain, drop the references."""
+        domain = getattr(self, "domain", None)
+        if domain is not None:
+            domain.free()
         super().destroy()
         (self.viommu if self.viommu is not None else self.parent).users -= 1
 
@@ -404,4 +417,3 @@ def _bitmap_set(
         kernel.copy_to_user(data + lo_byte, buf.tobytes())
     except OSError:
         return
-

@@ -24,7 +24,7 @@ from ioasid.kernel.hw_pagetable import (
 )
 from ioasid.kernel.ioas import Ioas
 from ioasid.kernel.private import Ucmd
-from ioasid.kernel.viommu import Viommu, viommu_alloc_hwpt_nested
+from ioasid.kernel.viommu import Viommu, viommu_alloc_hwpt_nested, viommu_cache_invalidate
 
 
 def hwpt_nested_alloc(
@@ -155,7 +155,7 @@ def hwpt_invalidate(ucmd: Ucmd) -> int:
                 done = array.entry_num
         elif isinstance(pt, Viommu):
             try:
-                pt.cache_invalidate(ucmd, array)
+                viommu_cache_invalidate(ucmd, pt, array)
             finally:
                 done = array.entry_num
         else:

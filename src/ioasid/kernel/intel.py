@@ -12,16 +12,27 @@ import errno
 
 from ioasid import uapi
 from ioasid.hw.iommu import IommuCaps, IommuUnit
+from ioasid.hw.iommu import NestedDomain as HwNestedDomain
+from ioasid.hw.pagetable.vtd import VtdSecondStage
+from ioasid.hw.pagetable.vtd_fs import VtdFirstStage
 from ioasid.kernel.device import IommuDriver
 from ioasid.kernel.errors import fail
-from ioasid.kernel.hw_pagetable import AnyDomain
+from ioasid.kernel.hw_pagetable import (
+    AnyDomain,
+    IommuDomain,
+    NestedDomain,
+    UserData,
+    UserDataArray,
+    copy_struct_from_user,
+    copy_struct_from_user_array,
+)
 from ioasid.kernel.ownership import GroupState
-from ioasid.kernel.private import Machine
+from ioasid.kernel.private import Machine, Ucmd
 
 QEMU_CAP_REG = 0xD2008C222F0606
 QEMU_ECAP_REG = 0x480080F00F4A
 
-SERVER_CAP_REG = QEMU_CAP_REG
+SERVER_CAP_REG = QEMU_CAP_REG | 1 << 56  # FL1GP: 1 GiB first-stage pages
 SERVER_ECAP_REG = (
     QEMU_ECAP_REG
     | 1 << 7  # SC: snoop control (enforce cache coherency)
@@ -29,9 +40,19 @@ SERVER_ECAP_REG = (
     | 1 << 40  # PASID
     | 19 << 35  # PSS: 20-bit PASIDs
     | 1 << 45  # SLADS: second-stage A/D (dirty tracking)
+    | 1 << 47  # FLTS: first-stage translation
 )
 """A server-class unit (Sapphire Rapids-like): QEMU's registers plus snoop control,
-nesting, 20-bit PASIDs and dirty tracking."""
+nesting with first-stage tables (1 GiB pages, 4-level), 20-bit PASIDs and dirty tracking."""
+
+CAP_FL1GP = 1 << 56
+CAP_FL5LP = 1 << 60
+ECAP_SRS = 1 << 31
+ECAP_EAFS = 1 << 34
+ECAP_NEST = 1 << 26
+ECAP_SMTS = 1 << 43
+VTD_PAGE_SIZE = 4096
+U64_MAX = (1 << 64) - 1
 IOAPIC_RANGE = (0xFEE00000, 0xFEEFFFFF)
 
 
@@ -62,10 +83,78 @@ class VtdUnit(IommuUnit):
         self.ecap_reg = ecap
 
 
+class VtdNestedDomain(NestedDomain):
+    """``struct dmar_domain`` of a nested (first-stage over ``s2_domain``) domain: the
+    guest's ``iommu_hwpt_vtd_s1`` (``s1_cfg``). Its hardware view is built when the PASID
+    entry is set up nested (the first attach), once ``s1_cfg`` is validated there."""
+
+    def __init__(self, parent: IommuDomain, owner: str, s1_cfg: uapi.iommu_hwpt_vtd_s1) -> None:
+        super().__init__(parent, owner)
+        self.s1_cfg = s1_cfg
+
+    def setup_nested(self, unit: VtdUnit) -> None:
+        """``intel_pasid_setup_nested``'s checks: ``addr_width`` 48, or 57 with CAP.FL5LP,
+        else EINVAL; SRE without ECAP.SRS, EAFE without ECAP.EAFS → EINVAL."""
+        cfg = self.s1_cfg
+        if cfg.addr_width not in (48, 57) or (
+            cfg.addr_width == 57 and not unit.cap_reg & CAP_FL5LP
+        ):
+            fail(
+                errno.EINVAL,
+                f"VT-d nested: stage-1 address width {cfg.addr_width} (48, or 57 with "
+                f"CAP.FL5LP; {unit.name} FL5LP={bool(unit.cap_reg & CAP_FL5LP)})",
+            )
+        if cfg.flags & uapi.IOMMU_VTD_S1_SRE and not unit.ecap_reg & ECAP_SRS:
+            fail(errno.EINVAL, f"VT-d nested: SRE without ECAP.SRS on {unit.name}")
+        if cfg.flags & uapi.IOMMU_VTD_S1_EAFE and not unit.ecap_reg & ECAP_EAFS:
+            fail(errno.EINVAL, f"VT-d nested: EAFE without ECAP.EAFS on {unit.name}")
+        if self.hw is None:
+            stage1 = VtdFirstStage(
+                cfg.pgtbl_addr, cfg.addr_width, super_1g=bool(unit.cap_reg & CAP_FL1GP)
+            )
+            self.hw = HwNestedDomain(self.parent.hw, stage1, self.parent.phys)
+
+    def cache_invalidate_user(self, ucmd: Ucmd, array: UserDataArray) -> None:
+        """``intel_nested_cache_invalidate_user``: array type other than VTD_S1 → EINVAL;
+        per entry: copy (EINVAL/E2BIG/EFAULT), flags other than LEAF or ``__reserved`` →
+        EOPNOTSUPP, ``addr`` not 4 KiB aligned or ``npages`` U64_MAX with an ``addr`` →
+        EINVAL; then the range is flushed from the IOTLB (U64_MAX pages: everything)."""
+        processed = 0
+        try:
+            if array.type != uapi.IOMMU_HWPT_INVALIDATE_DATA_VTD_S1:
+                fail(errno.EINVAL, f"invalidation data type {array.type:#x} is not VTD_S1")
+            for i in range(array.entry_num):
+                inv = copy_struct_from_user_array(
+                    ucmd,
+                    uapi.iommu_hwpt_vtd_s1_invalidate,
+                    array,
+                    uapi.IOMMU_HWPT_INVALIDATE_DATA_VTD_S1,
+                    i,
+                    "reserved",
+                )
+                if inv.flags & ~uapi.IOMMU_VTD_INV_FLAGS_LEAF or inv.reserved:
+                    fail(errno.EOPNOTSUPP, f"entry {i}: flags {inv.flags:#x} / __reserved")
+                if inv.addr % VTD_PAGE_SIZE or (inv.npages == U64_MAX and inv.addr):
+                    fail(
+                        errno.EINVAL,
+                        f"entry {i}: addr {inv.addr:#x} not 4 KiB aligned, or npages U64_MAX "
+                        "with an addr",
+                    )
+                if self.hw is not None:
+                    if inv.npages == U64_MAX:
+                        self.hw.flush_all()
+                    else:
+                        self.hw.flush_iotlb(inv.addr, inv.npages * VTD_PAGE_SIZE)
+                processed += 1
+        finally:
+            array.entry_num = processed
+
+
 class VtdDriver(IommuDriver):
     """``intel_iommu_ops`` for one device behind ``unit``."""
 
     unit: VtdUnit
+    has_nested = True
 
     def __init__(
         self,
@@ -108,6 +197,44 @@ class VtdDriver(IommuDriver):
             finally:
                 self.rid = saved
         group.attached[self] = domain
+
+    def domain_alloc_nested(
+        self, ucmd: Ucmd, parent: IommuDomain, flags: int, user_data: UserData
+    ) -> NestedDomain:
+        """``intel_iommu_domain_alloc_nested``: no scalable mode or ECAP.NEST, or flags
+        other than PASID → EOPNOTSUPP; data type other than VTD_S1 → EOPNOTSUPP; a parent
+        that is not a second-stage NEST_PARENT domain → EINVAL; copy
+        ``iommu_hwpt_vtd_s1`` (shorter than 24 → EINVAL, a non-zero tail → E2BIG)."""
+        unit = self.unit
+        nested_supported = unit.ecap_reg & ECAP_SMTS and unit.ecap_reg & ECAP_NEST
+        if not nested_supported or flags & ~uapi.IOMMU_HWPT_ALLOC_PASID:
+            fail(
+                errno.EOPNOTSUPP,
+                f"intel-iommu: no nesting on {unit.name} (ECAP.SMTS/NEST) or flags {flags:#x}",
+            )
+        if user_data.type != uapi.IOMMU_HWPT_DATA_VTD_S1:
+            fail(errno.EOPNOTSUPP, f"intel-iommu: nested data type {user_data.type:#x}")
+        if not isinstance(parent.hw.pagetable, VtdSecondStage) or not parent.hw.nest_parent:
+            fail(errno.EINVAL, "intel-iommu: the parent is not a second-stage NEST_PARENT domain")
+        cfg: uapi.iommu_hwpt_vtd_s1 = copy_struct_from_user(
+            ucmd,
+            uapi.iommu_hwpt_vtd_s1,
+            user_data.uptr,
+            user_data.len,
+            uapi.iommu_hwpt_vtd_s1.offsetofend("reserved"),
+            "iommu_hwpt_vtd_s1",
+        )
+        return VtdNestedDomain(parent, self.ops, cfg)
+
+    def _program(self, domain: AnyDomain | None, pasid: int | None) -> None:
+        """A nested domain: ``intel_nested_attach_dev`` / ``_set_dev_pasid`` — the parent
+        must suit this unit (EINVAL), then ``intel_pasid_setup_nested``'s checks."""
+        if isinstance(domain, VtdNestedDomain):
+            reason = self.unit.domain_compatible(domain.parent.hw)
+            if reason is not None:
+                fail(errno.EINVAL, f"intel-iommu: s2 domain is not compatible: {reason}")
+            domain.setup_nested(self.unit)
+        super()._program(domain, pasid)
 
     def hw_info(self, in_type: int) -> tuple[bytes, int]:
         """``intel_iommu_hw_info``."""

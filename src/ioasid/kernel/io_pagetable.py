@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -367,7 +367,18 @@ class IoPagetable:
         for elm in plist:
             assert elm.area is not None
             elm.area.pages = elm.pages.get()
+            if elm.pages.dmabuf is not None:
+                elm.pages.dmabuf.unmap_callbacks.append(self._revoke_notify(elm.area))
         return iova
+
+    def _revoke_notify(self, area: Area) -> Callable[[], None]:
+        """``iopt_revoke_notify`` for one area: out of every domain (and unpinned)."""
+
+        def notify() -> None:
+            if area.pages is not None and self.areas.get(area.iova) is area:
+                self._unfill_domains(area, area.pages)
+
+        return notify
 
     def get_pages(self, iova: int, length: int) -> list[PagesSlice]:
         """``iopt_get_pages``: the pages under ``[iova, iova+length)``, contiguous areas only."""
@@ -578,7 +589,7 @@ class IoPagetable:
 
     def _fill_domains(self, area: Area, pages: IoptPages) -> None:
         """``iopt_area_fill_domains``: pin the area's pages and map them in every domain."""
-        if not self.domains:
+        if not self.domains or pages.revoked:
             return
         pages.pin(area.index, area.last_index)
         mapped: list[Domain] = []
@@ -637,7 +648,7 @@ class IoPagetable:
         done: list[Area] = []
         try:
             for area in self.areas.values():
-                if area.pages is None:
+                if area.pages is None or area.pages.revoked:
                     continue
                 if first_domain:
                     area.pages.pin(area.index, area.last_index)

@@ -24,7 +24,7 @@ from ioasid.kernel.io_pagetable import (
     syz_conv_iova,
 )
 from ioasid.kernel.objects import IommufdObject, ObjType
-from ioasid.kernel.pages import ULONG_MAX, AccountMode, AddressType, IoptPages, charge
+from ioasid.kernel.pages import ULONG_MAX, AccountMode, AddressType, DmaBuf, IoptPages, charge
 from ioasid.kernel.private import Ucmd, check_reserved
 from ioasid.kernel.process import CAP_SYS_RAWIO, CAP_SYS_RESOURCE, Task
 
@@ -223,18 +223,27 @@ def ioas_map_file(ucmd: Ucmd) -> int:
         fail(errno.EINVAL, "IOMMU_IOAS_MAP_FILE: length is 0")
     if cmd.start + cmd.length - 1 > ULONG_MAX:
         fail(errno.EOVERFLOW, f"IOMMU_IOAS_MAP_FILE: start {cmd.start:#x} + length overflows")
-    file = ucmd.ictx.kernel.anon_inodes.fget_raw(cmd.fd)
-    if file < 0:
-        fail(errno.EBADF, f"IOMMU_IOAS_MAP_FILE: fd {cmd.fd} is not an open file")
+    # dma_buf_get(fd): a dma-buf maps the exporter's memory
+    anon = ucmd.ictx.kernel.anon_inodes.fget(cmd.fd)
+    dmabuf = getattr(anon.private_data, "dma_buf", None) if anon is not None else None
+    file = -1
+    if not isinstance(dmabuf, DmaBuf):
+        file = ucmd.ictx.kernel.anon_inodes.fget_raw(cmd.fd)
+        if file < 0:
+            fail(errno.EBADF, f"IOMMU_IOAS_MAP_FILE: fd {cmd.fd} is not an open file")
 
     def alloc(task: Task, writable: bool) -> tuple[IoptPages, int]:
-        pages = IoptPages.file(task, file, cmd.start, cmd.length, writable)
+        if isinstance(dmabuf, DmaBuf):
+            pages = IoptPages.dma_buf(task, dmabuf, cmd.start, cmd.length, writable)
+        else:
+            pages = IoptPages.file(task, file, cmd.start, cmd.length, writable)
         return pages, cmd.start - pages.start
 
     try:
         return _map_and_respond(ucmd, ioas, alloc)
     finally:
-        os.close(file)
+        if file >= 0:
+            os.close(file)
 
 
 def ioas_copy(ucmd: Ucmd) -> int:

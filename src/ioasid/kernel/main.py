@@ -27,6 +27,7 @@ from ioasid.kernel.dispatch import TABLE, TABLE_SIZE
 from ioasid.kernel.errors import KernelError, fail
 from ioasid.kernel.private import IommufdCtx, Machine, Ucmd, check_zeroed_user
 from ioasid.kernel.vfio_compat import vfio_ioctl
+from ioasid.kernel.viommu import fops_mmap, reap_vmas
 from ioasid.uapi._abi import _IOC_NR
 
 
@@ -34,6 +35,7 @@ def iommufd_fops_ioctl(ictx: IommufdCtx, cmd: int, arg: int) -> int:
     """``iommufd_fops_ioctl``: decode the command in the kernel's order and run its handler."""
     kernel = ictx.kernel
     kernel.anon_inodes.reap()
+    reap_vmas(ictx)
     nr = _IOC_NR(cmd)
     if nr < uapi.IOMMUFD_CMD_BASE or nr - uapi.IOMMUFD_CMD_BASE >= TABLE_SIZE:
         return vfio_ioctl(ictx, cmd, arg)
@@ -70,15 +72,9 @@ class IommufdFile:
     def ioctl(self, cmd: int, arg: int) -> int:
         return iommufd_fops_ioctl(self.ictx, cmd, arg)
 
-    def mmap(self, length: int, prot: int, flags: int, pgoff: int) -> bytes:
-        """``iommufd_fops_mmap``: a private mapping → EINVAL, an executable one → EPERM;
-        then the offset must be one an object handed out (``ictx->mt_mmap``: a vIOMMU HW
-        queue, not simulated yet, so none) → ENXIO."""
-        if not flags & mmap.MAP_SHARED:
-            fail(errno.EINVAL, "mmap of an iommufd must be MAP_SHARED")
-        if prot & mmap.PROT_EXEC:
-            fail(errno.EPERM, "mmap of an iommufd must not be PROT_EXEC")
-        fail(errno.ENXIO, f"no object was handed out at mmap offset {pgoff << 12:#x}")
+    def mmap(self, length: int, prot: int, flags: int, offset: int) -> mmap.mmap:
+        """``iommufd_fops_mmap``."""
+        return fops_mmap(self.ictx, length, prot, flags, offset)
 
     def release(self) -> None:
         self.ictx.release()

@@ -5,10 +5,13 @@ The mock IOMMU (``mock_ops``): paging domains in the generic-pt AMDv1 "mock" for
 MOCK_APERTURE_LAST]`` or, with ``MOCK_IOMMUPT_HUGE``, the whole table), dirty tracking
 unless the device is ``MOCK_FLAGS_DEVICE_NO_DIRTY``, nested domains carrying a 4-entry mock
 IOTLB (``iommu_hwpt_selftest``), PASIDs (20 bits) for ``MOCK_FLAGS_DEVICE_PASID`` devices,
-and a blocking default domain. Each mock device is its own IOMMU group.
+a blocking default domain and the mock vIOMMU (``IOMMU_VIOMMU_TYPE_SELFTEST``: nested
+domains, per-device cache invalidation, two HW queues, an mmap page, SELFTEST vEVENTs).
+Each mock device is its own IOMMU group.
 
 Ops here: ADD_RESERVED, MOCK_DOMAIN(_FLAGS), MOCK_DOMAIN_REPLACE, MD_CHECK_MAP,
 MD_CHECK_REFS, MD_CHECK_IOTLB, DEV_CHECK_CACHE, SET_TEMP_MEMORY_LIMIT, DIRTY, TRIGGER_IOPF,
+TRIGGER_VEVENT, DMABUF_GET, DMABUF_REVOKE,
 PASID_ATTACH / REPLACE / DETACH / CHECK_HWPT. The access-object ops are in
 :mod:`ioasid.kernel.mock_access`. Other ops answer ``EOPNOTSUPP`` as the kernel does for an
 op it does not know.
@@ -16,11 +19,17 @@ op it does not know.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import os
+from typing import Any
 
 from ioasid import uapi
 from ioasid.hw.iommu import IommuCaps, IommuUnit
+from ioasid.hw.iommu import NestedDomain as HwNestedDomain
 from ioasid.hw.memory import PAGE_SIZE, AddressSpace, SelfAddressSpace, Vma
+from ioasid.hw.pagetable.nested import MockStage1
+from ioasid.kernel.anon_inode import AnonFile
 from ioasid.kernel.device import IOMMU_NO_PASID, Device, IommuDriver
 from ioasid.kernel.errors import fail
 from ioasid.kernel.eventq import (
@@ -43,8 +52,17 @@ from ioasid.kernel.hw_pagetable import (
 from ioasid.kernel.ioas import get_ioas
 from ioasid.kernel.mock_access import ACCESS_OPS
 from ioasid.kernel.objects import IommufdObject, ObjType
-from ioasid.kernel.pages import FILE_PAGE_PINS, ULONG_MAX
-from ioasid.kernel.private import Machine, Ucmd
+from ioasid.kernel.pages import FILE_PAGE_PINS, ULONG_MAX, DmaBuf
+from ioasid.kernel.private import Machine, Ucmd, check_zeroed_user
+from ioasid.kernel.viommu import (
+    HwQueue,
+    Viommu,
+    ViommuOps,
+    alloc_mmap,
+    destroy_mmap,
+    object_depend,
+    object_undepend,
+)
 
 MOCK_OPS = "mock"
 MOCK_PAGING_FLAGS = (
@@ -56,12 +74,21 @@ MOCK_DEV_VALID_FLAGS = uapi.MOCK_FLAGS_DEVICE_NO_DIRTY | uapi.MOCK_FLAGS_DEVICE_
 SZ_16M = 16 * 1024 * 1024
 
 
-class MockNestedDomain(NestedDomain):
-    """``struct mock_iommu_domain_nested``: ``iotlb[MOCK_NESTED_DOMAIN_IOTLB_NUM]``."""
+MOCK_IOMMU_DEV = "mock_iommu"
+"""``mock_iommu.iommu_dev``: the one IOMMU instance behind every mock device."""
 
-    def __init__(self, parent: IommuDomain, iotlb: int) -> None:
+
+class MockNestedDomain(NestedDomain):
+    """``struct mock_iommu_domain_nested``: ``iotlb[MOCK_NESTED_DOMAIN_IOTLB_NUM]`` and the
+    vIOMMU it was allocated on (``None`` for one on a nesting-parent HWPT). Its stage 1 is
+    the identity (:class:`~ioasid.hw.pagetable.nested.MockStage1`): DMA through it walks
+    the parent's table, tagged with the nested domain's own IOTLB tag."""
+
+    def __init__(self, parent: IommuDomain, iotlb: int, viommu: Viommu | None = None) -> None:
         super().__init__(parent, MOCK_OPS)
         self.iotlb = [iotlb] * uapi.MOCK_NESTED_DOMAIN_IOTLB_NUM
+        self.viommu = viommu
+        self.hw = HwNestedDomain(parent.hw, MockStage1(), parent.phys)
 
     def cache_invalidate_user(self, ucmd: Ucmd, array: UserDataArray) -> None:
         """``mock_domain_cache_invalidate_user``: array type → EINVAL; then per entry:
@@ -88,6 +115,8 @@ class MockNestedDomain(NestedDomain):
                     self.iotlb = [0] * uapi.MOCK_NESTED_DOMAIN_IOTLB_NUM
                 else:
                     self.iotlb[inv.iotlb_id] = 0
+                if self.hw is not None:
+                    self.hw.flush_all()
                 processed += 1
         finally:
             array.entry_num = processed
@@ -117,6 +146,64 @@ class MockDriver(IommuDriver):
         self.max_pasids = 1 << uapi.MOCK_PASID_WIDTH if pasid else 0
         self.cache = [uapi.IOMMU_TEST_DEV_CACHE_DEFAULT] * uapi.MOCK_DEV_CACHE_NUM
         self.pasid_1024_fake_error = False
+        self.viommu: Viommu | None = None
+        self.vdev_id = 0
+
+    @property
+    def iommu_dev(self) -> object:
+        return MOCK_IOMMU_DEV
+
+    def get_viommu_size(self, viommu_type: int) -> int:
+        """``mock_get_viommu_size``: only ``IOMMU_VIOMMU_TYPE_SELFTEST``."""
+        return 1 if viommu_type == uapi.IOMMU_VIOMMU_TYPE_SELFTEST else 0
+
+    def viommu_init(
+        self, ucmd: Ucmd, viommu: Viommu, parent: IommuDomain, user_data: UserData | None
+    ) -> ViommuOps:
+        """``mock_viommu_init``: with driver data, copy ``iommu_viommu_selftest`` (type
+        other than SELFTEST or shorter than ``out_data`` → EINVAL, E2BIG, EFAULT),
+        allocate two zeroed pages with ``in_data`` in the first u32, register them as an
+        mmap region and answer ``out_data = in_data`` and the region's offset and length
+        (EFAULT unregisters and frees)."""
+        ops = MockViommuOps(parent)
+        if user_data is not None:
+            if user_data.type != uapi.IOMMU_VIOMMU_TYPE_SELFTEST:
+                fail(errno.EINVAL, f"vIOMMU data type {user_data.type:#x} is not SELFTEST")
+            data: uapi.iommu_viommu_selftest = copy_struct_from_user(
+                ucmd,
+                uapi.iommu_viommu_selftest,
+                user_data.uptr,
+                user_data.len,
+                uapi.iommu_viommu_selftest.offsetofend("out_data"),
+                "iommu_viommu_selftest",
+            )
+            length = PAGE_SIZE * 2
+            memfd = os.memfd_create("mock_viommu", os.MFD_CLOEXEC)
+            os.ftruncate(memfd, length)
+            os.pwrite(memfd, data.in_data.to_bytes(4, "little"), 0)
+            ops.page = memfd
+            ops.mmap_offset = alloc_mmap(viommu.ictx, viommu, memfd, length)
+            data.out_data = data.in_data
+            data.out_mmap_length = length
+            data.out_mmap_offset = ops.mmap_offset
+            try:
+                n = min(user_data.len, ctypes.sizeof(data))
+                ucmd.ictx.kernel.copy_to_user(user_data.uptr, bytes(data)[:n])
+            except OSError:
+                ops.destroy(viommu)
+                raise
+        return ops
+
+    def attach_dev(self, domain: AnyDomain | None) -> None:
+        """``mock_domain_nop_attach``: a nested domain of a vIOMMU needs the device's
+        vDEVICE there (ENOENT); the device remembers (vIOMMU, virt id) for
+        ``TRIGGER_VEVENT``."""
+        new_viommu, vdev_id = None, 0
+        if isinstance(domain, MockNestedDomain) and domain.viommu is not None:
+            new_viommu = domain.viommu
+            vdev_id = new_viommu.get_vdev_id_of(self)
+        super().attach_dev(domain)
+        self.viommu, self.vdev_id = new_viommu, vdev_id
 
     def hw_info(self, in_type: int) -> tuple[bytes, int]:
         """``mock_domain_hw_info``."""
@@ -199,6 +286,133 @@ class MockDriver(IommuDriver):
             else:
                 self.pasid_1024_fake_error = True
         super().set_dev_pasid(domain, pasid, old)
+
+
+class MockViommuOps(ViommuOps):
+    """``mock_viommu_ops`` and ``struct mock_viommu``: the parent domain, two HW queue
+    slots, the mmap page (a memory file) and its offset."""
+
+    has_alloc_domain_nested = True
+    has_cache_invalidate = True
+    has_hw_queue = True
+
+    def __init__(self, s2_parent: IommuDomain) -> None:
+        self.s2_parent = s2_parent
+        self.hw_queue: list[HwQueue | None] = [None] * uapi.IOMMU_TEST_HW_QUEUE_MAX
+        self.hw_queue_prev: dict[int, HwQueue] = {}
+        self.page = -1
+        self.mmap_offset = 0
+
+    def destroy(self, viommu: Viommu) -> None:
+        """``mock_viommu_destroy``: unregister the mmap region, free the pages."""
+        if self.mmap_offset:
+            destroy_mmap(viommu.ictx, viommu, self.mmap_offset)
+            self.mmap_offset = 0
+        if self.page >= 0:
+            os.close(self.page)
+            self.page = -1
+
+    def alloc_domain_nested(
+        self, ucmd: Ucmd, viommu: Viommu, flags: int, user_data: UserData
+    ) -> NestedDomain:
+        """``mock_viommu_alloc_domain_nested``: flags other than PASID → EOPNOTSUPP; data
+        type other than SELFTEST → EOPNOTSUPP; copy ``iommu_hwpt_selftest``."""
+        if flags & ~uapi.IOMMU_HWPT_ALLOC_PASID:
+            fail(errno.EOPNOTSUPP, f"mock vIOMMU nested domain: flags {flags:#x}")
+        if user_data.type != uapi.IOMMU_HWPT_DATA_SELFTEST:
+            fail(errno.EOPNOTSUPP, f"mock vIOMMU nested domain: data type {user_data.type:#x}")
+        cfg = MockDriver._copy_selftest(ucmd, user_data)
+        return MockNestedDomain(self.s2_parent, cfg.iotlb, viommu)
+
+    def cache_invalidate(self, ucmd: Ucmd, viommu: Viommu, array: UserDataArray) -> None:
+        """``mock_viommu_cache_invalidate``: an empty array of type SELFTEST is a probe (0
+        done); the whole array is copied first (type → EINVAL, no entries → EINVAL, an
+        entry longer than the struct with a non-zero tail → E2BIG, EFAULT; none done); then
+        per entry: unknown flags → EOPNOTSUPP, cache_id > 3 → EINVAL, no vDEVICE with
+        ``vdev_id`` → EINVAL; FLAG_ALL clears all four of the device's cache entries."""
+        if not array.entry_num and array.type == uapi.IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST:
+            array.entry_num = 0
+            return
+        done = 0
+        try:
+            cmds = _copy_full_user_array(
+                ucmd,
+                uapi.iommu_viommu_invalidate_selftest,
+                array,
+                uapi.IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+            )
+            for i, cur in enumerate(cmds):
+                if cur.flags & ~uapi.IOMMU_TEST_INVALIDATE_FLAG_ALL:
+                    fail(errno.EOPNOTSUPP, f"entry {i}: unknown flags {cur.flags:#x}")
+                if cur.cache_id > uapi.MOCK_DEV_CACHE_ID_MAX:
+                    fail(errno.EINVAL, f"entry {i}: cache_id {cur.cache_id} > 3")
+                idev = viommu.find_dev(cur.vdev_id)
+                if idev is None or not isinstance(idev.driver, MockDriver):
+                    fail(errno.EINVAL, f"entry {i}: no vDEVICE {cur.vdev_id:#x} in the vIOMMU")
+                mdev = idev.driver
+                if cur.flags & uapi.IOMMU_TEST_INVALIDATE_FLAG_ALL:
+                    mdev.cache = [0] * uapi.MOCK_DEV_CACHE_NUM
+                else:
+                    mdev.cache[cur.cache_id] = 0
+                done += 1
+        finally:
+            array.entry_num = done
+
+    def get_hw_queue_size(self, viommu: Viommu, queue_type: int) -> int:
+        """``mock_viommu_get_hw_queue_size``: only ``IOMMU_HW_QUEUE_TYPE_SELFTEST``."""
+        return 1 if queue_type == uapi.IOMMU_HW_QUEUE_TYPE_SELFTEST else 0
+
+    def hw_queue_init_phys(self, hw_queue: HwQueue, index: int, base_pa: int) -> None:
+        """``mock_hw_queue_init_phys``: index ≥ 2 → EINVAL; taken → EEXIST; index ≥ 1
+        without its predecessor → EIO; ``base_pa`` not the parent's translation of the
+        base → EFAULT (a core bug check); then a dependency on the predecessor (so it
+        cannot be destroyed first: EBUSY)."""
+        if index >= uapi.IOMMU_TEST_HW_QUEUE_MAX:
+            fail(errno.EINVAL, f"mock HW queue: index {index} >= {uapi.IOMMU_TEST_HW_QUEUE_MAX}")
+        if self.hw_queue[index] is not None:
+            fail(errno.EEXIST, f"mock HW queue: index {index} is in use")
+        prev = None
+        if index:
+            prev = self.hw_queue[index - 1]
+            if prev is None:
+                fail(errno.EIO, f"mock HW queue: index {index} needs index {index - 1} first")
+        if base_pa != self.s2_parent.iova_to_phys(hw_queue.base_addr):
+            fail(errno.EFAULT, "mock HW queue: the core passed the wrong physical address")
+        if prev is not None:
+            object_depend(hw_queue, prev)
+            self.hw_queue_prev[index] = prev
+        self.hw_queue[index] = hw_queue
+
+        def destroy(q: HwQueue) -> None:
+            self.hw_queue[index] = None
+            dep = self.hw_queue_prev.pop(index, None)
+            if dep is not None:
+                object_undepend(q, dep)
+
+        hw_queue.destroy_op = destroy
+
+
+def _copy_full_user_array(
+    ucmd: Ucmd, struct: type[Any], array: UserDataArray, data_type: int
+) -> list[Any]:
+    """``iommu_copy_struct_from_full_user_array``: type → EINVAL; no entries → EINVAL;
+    each entry with ``copy_struct_from_user`` (shorter: zero-filled; longer: the tail must
+    be zero, else E2BIG; EFAULT)."""
+    if array.type != data_type:
+        fail(errno.EINVAL, f"invalidation data type {array.type:#x} is not {data_type:#x}")
+    if not array.entry_num:
+        fail(errno.EINVAL, "invalidation array is empty")
+    kernel = ucmd.ictx.kernel
+    ksize = ctypes.sizeof(struct)
+    usize = array.entry_len
+    out = []
+    for i in range(array.entry_num):
+        uptr = array.uptr + usize * i
+        raw = kernel.copy_from_user(uptr, min(usize, ksize))
+        if usize > ksize and not check_zeroed_user(kernel, uptr + ksize, usize - ksize):
+            fail(errno.E2BIG, f"entry {i}: bytes past the {ksize}-byte struct are not zero")
+        out.append(struct.from_buffer_copy(raw.ljust(ksize, b"\0")))
+    return out
 
 
 class SelftestObj(IommufdObject):
@@ -464,6 +678,28 @@ def dirty(ucmd: Ucmd) -> int:
     return 0
 
 
+def trigger_vevent(ucmd: Ucmd) -> int:
+    """``iommufd_test_trigger_vevent``: the device → ENOENT; not attached to a nested domain
+    of a vIOMMU (no vDEVICE id recorded) → ENOENT; then
+    ``iommufd_viommu_report_event(SELFTEST, {virt_id})`` (no vEVENTQ → EOPNOTSUPP)."""
+    cmd = ucmd.cmd
+    idev = ucmd.ictx.objects.get(cmd.trigger_vevent.dev_id, Device, "device")
+    mdev = idev.driver
+    if not isinstance(mdev, MockDriver):
+        # 7.3 takes container_of() a mock_dev that is not one; the sim refuses instead
+        fail(errno.EINVAL, f"TRIGGER_VEVENT: device {idev.id} is not a mock device")
+    if mdev.viommu is None or not mdev.vdev_id:
+        fail(
+            errno.ENOENT,
+            f"TRIGGER_VEVENT: device {idev.id} is not attached to a vIOMMU's nested domain",
+        )
+    event = uapi.iommu_viommu_event_selftest(virt_id=mdev.vdev_id)
+    rc = mdev.viommu.report_event(uapi.IOMMU_VEVENTQ_TYPE_SELFTEST, bytes(event))
+    if rc:
+        fail(-rc, f"TRIGGER_VEVENT: vIOMMU {mdev.viommu.id} has no SELFTEST vEVENTQ")
+    return 0
+
+
 def trigger_iopf(ucmd: Ucmd) -> int:
     """``iommufd_test_trigger_iopf``: the device → ENOENT, not a mock device → EINVAL; a
     one-page (LAST_PAGE) page request, PASID-tagged unless ``pasid`` is 0, reported to the
@@ -478,6 +714,63 @@ def trigger_iopf(ucmd: Ucmd) -> int:
         flags=flags, pasid=t.pasid, grpid=t.grpid, perm=t.perm, addr=t.addr
     )
     report_device_fault(idev, prm)
+    return 0
+
+
+DMABUF_FILE_NAME = "dmabuf"
+
+
+class MockDmaBuf:
+    """``struct iommufd_test_dma_buf`` behind a dma-buf fd: the exporter's zeroed memory."""
+
+    def __init__(self, length: int) -> None:
+        memfd = os.memfd_create("iommufd_test_dma_buf", os.MFD_CLOEXEC)
+        os.ftruncate(memfd, length)
+        self.dma_buf = DmaBuf(memfd, length)
+
+    def release(self) -> None:
+        """``iommufd_test_dma_buf_release``: importers keep their own reference."""
+        if self.dma_buf.memfd >= 0:
+            os.close(self.dma_buf.memfd)
+            self.dma_buf.memfd = -1
+
+
+def dmabuf_get(ucmd: Ucmd) -> int:
+    """``iommufd_test_dmabuf_get``: the length is rounded up to PAGE_SIZE; 0 or more than
+    512 pages → EINVAL; a dma-buf of zeroed memory and a new fd for it.
+
+    7.3 installs the fd and then returns 0 instead of it (``dma_buf_fd``'s result is
+    dropped), so its own ``dmabuf_*`` selftests map fd 0 and fail. The simulator returns the
+    new fd, as intended (the ``dmabuf_*`` ports check 0 when run on the real kernel)."""
+    cmd = ucmd.cmd
+    length = (cmd.dmabuf_get.length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+    if not length or length > PAGE_SIZE * 512:
+        fail(errno.EINVAL, f"DMABUF_GET: length {cmd.dmabuf_get.length:#x} not in 1..512 pages")
+    exporter = MockDmaBuf(length)
+    anon = ucmd.ictx.kernel.anon_inodes
+    fdno = anon.get_unused_fd(DMABUF_FILE_NAME)
+    anon.fd_install(fdno, AnonFile(DMABUF_FILE_NAME, exporter, exporter.release))
+    return fdno
+
+
+def dmabuf_revoke(ucmd: Ucmd) -> int:
+    """``iommufd_test_dmabuf_revoke``: ``dma_buf_get`` (not an fd → EBADF, not a dma-buf →
+    EINVAL); another exporter's → EOPNOTSUPP; set ``revoked`` and invalidate every
+    importer's mapping (they stay revoked after an un-revoke)."""
+    cmd = ucmd.cmd
+    fd = cmd.dmabuf_revoke.dmabuf_fd
+    anon = ucmd.ictx.kernel.anon_inodes.fget(fd)
+    if anon is None:
+        try:
+            os.fstat(fd)
+        except OSError:
+            fail(errno.EBADF, f"DMABUF_REVOKE: fd {fd} is not open")
+        fail(errno.EINVAL, f"DMABUF_REVOKE: fd {fd} is not a dma-buf")
+    exporter = anon.private_data
+    if not isinstance(exporter, MockDmaBuf):
+        fail(errno.EINVAL, f"DMABUF_REVOKE: fd {fd} is not a dma-buf of the mock exporter")
+    exporter.dma_buf.revoked = bool(cmd.dmabuf_revoke.revoked)
+    exporter.dma_buf.invalidate_mappings()
     return 0
 
 
@@ -571,6 +864,9 @@ _OPS = {
     uapi.IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: set_temp_memory_limit,
     uapi.IOMMU_TEST_OP_DIRTY: dirty,
     uapi.IOMMU_TEST_OP_TRIGGER_IOPF: trigger_iopf,
+    uapi.IOMMU_TEST_OP_TRIGGER_VEVENT: trigger_vevent,
+    uapi.IOMMU_TEST_OP_DMABUF_GET: dmabuf_get,
+    uapi.IOMMU_TEST_OP_DMABUF_REVOKE: dmabuf_revoke,
     uapi.IOMMU_TEST_OP_PASID_ATTACH: pasid_attach,
     uapi.IOMMU_TEST_OP_PASID_REPLACE: pasid_replace,
     uapi.IOMMU_TEST_OP_PASID_DETACH: pasid_detach,

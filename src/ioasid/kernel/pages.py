@@ -16,12 +16,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from collections.abc import Callable
 from enum import IntEnum
 
 from sortedcontainers import SortedDict
 
 from ioasid.hw.memory import PAGE_SIZE, PhysMap, SelfAddressSpace
 from ioasid.kernel.errors import fail
+from ioasid.kernel.fail_nth import should_fail
 from ioasid.kernel.process import CAP_IPC_LOCK, MmStruct, Task, UserStruct
 from ioasid.kernel.rangecount import RangeCount
 
@@ -65,6 +67,38 @@ file's (device, inode) and file page: the page cache pages are the host's, seen 
 mapping of the file (MD_CHECK_REFS reads them through the caller's mapping)."""
 
 
+class DmaBuf:
+    """A dma-buf as iommufd imports it: ``size`` bytes of the exporter's memory (a memory
+    file standing for its physical ranges), ``revoked`` by the exporter, and the imports
+    (``iopt_pages`` attachments) it invalidates then."""
+
+    def __init__(self, memfd: int, size: int) -> None:
+        self.memfd = memfd
+        self.size = size
+        self.revoked = False
+        self.importers: list[DmabufImport] = []
+
+    def invalidate_mappings(self) -> None:
+        """``dma_buf_invalidate_mappings`` → ``iopt_revoke_notify`` of every import: each is
+        revoked for good, whatever ``revoked`` now says (7.3 notifies on un-revoke too)."""
+        for imp in self.importers:
+            if imp.revoked:
+                continue
+            for unmap in imp.unmap_callbacks:
+                unmap()
+            imp.revoked = True
+
+
+class DmabufImport:
+    """``pages->dmabuf``: the attachment of one ``iopt_pages`` (``revoked`` once the
+    exporter invalidated it) and how to take its areas out of their domains."""
+
+    def __init__(self, dmabuf: DmaBuf) -> None:
+        self.dmabuf = dmabuf
+        self.revoked = False
+        self.unmap_callbacks: list[Callable[[], None]] = []
+
+
 class IoptPages:
     """``struct iopt_pages``. Slotted, and what most mappings never use (pin counts, frames,
     accesses) made on first use: a VMM maps millions of these."""
@@ -74,6 +108,7 @@ class IoptPages:
         "_pfn_runs",
         "_pins",
         "account_mode",
+        "dmabuf",
         "file_fd",
         "kref",
         "last_npinned",
@@ -113,6 +148,7 @@ class IoptPages:
         self.last_npinned = 0
         self.kref = 1
         self._accesses: dict[tuple[int, int], int] | None = None
+        self.dmabuf: DmabufImport | None = None
 
     @property
     def accesses(self) -> dict[tuple[int, int], int]:
@@ -155,6 +191,32 @@ class IoptPages:
         pages.start = start - start_byte
         pages.type = AddressType.FILE
         return pages
+
+    @classmethod
+    def dma_buf(
+        cls, task: Task, dmabuf: DmaBuf, start: int, length: int, writable: bool
+    ) -> IoptPages:
+        """``iopt_alloc_dmabuf_pages``: past the end of the dma-buf → EINVAL; then the
+        exporter's map (``iopt_map_dmabuf``): a revoked dma-buf → ENODEV. The pages are the
+        exporter's memory, read from its physical ranges."""
+        if dmabuf.size <= start + length - 1:
+            fail(
+                errno.EINVAL,
+                f"dma-buf range [{start:#x}, +{length:#x}) is past its size {dmabuf.size:#x}",
+            )
+        if dmabuf.revoked:
+            fail(errno.ENODEV, "the dma-buf is revoked: its exporter maps nothing")
+        pages = cls.file(task, dmabuf.memfd, start, length, writable)
+        pages.type = AddressType.DMABUF
+        pages.dmabuf = DmabufImport(dmabuf)
+        dmabuf.importers.append(pages.dmabuf)
+        return pages
+
+    @property
+    def revoked(self) -> bool:
+        """``iopt_dmabuf_revoked``: the exporter revoked the dma-buf after it was mapped
+        (for good: un-revoking does not bring these pages back)."""
+        return self.dmabuf is not None and self.dmabuf.revoked
 
     def get(self) -> IoptPages:
         self.kref += 1
@@ -204,8 +266,12 @@ class IoptPages:
         if newly:
             self.npinned += newly
             try:
+                if should_fail(self.source_task):
+                    fail(errno.EFAULT, "fail-nth: pfn_reader_user_pin failed")
                 for a, b in runs:
                     self._check_source(a, b)
+                if should_fail(self.source_task):
+                    fail(errno.ENOMEM, "fail-nth: pfn_reader_user_update_pinned failed")
                 self.update_pinned(newly, inc=True)
             except OSError:
                 self.pins.add(first, last, -1)

@@ -18,6 +18,7 @@ from ioasid.hw.pagetable.base import FaultReason
 from ioasid.hw.pci import PciFunction
 from ioasid.kernel.device import Device, IommuDriver
 from ioasid.kernel.errors import fail
+from ioasid.kernel.eventq import report_dma_page_request
 from ioasid.kernel.private import Machine, check_zeroed_user, iommufd_ctx_from_file
 from ioasid.uapi import sim as simapi
 
@@ -215,6 +216,9 @@ class VfioDeviceFile:
             else:
                 self.kernel.copy_to_user(req.uptr, port.read(req.iova, req.length, pasid))
         except DmaFault as fault:
+            if self.idev is not None:
+                write = bool(req.flags & simapi.IOASID_SIM_DMA_WRITE)
+                report_dma_page_request(self.idev, pasid, fault.record.iova, write)
             req.out_fault = _FAULT_CODES[fault.record.reason]
             req.out_done = fault.transferred
             self.kernel.copy_to_user(arg, bytes(req))

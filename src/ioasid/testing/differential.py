@@ -240,8 +240,21 @@ TEST_OP_MEMBERS: dict[int, str] = {
     uapi.IOMMU_TEST_OP_ACCESS_PAGES: "access_pages",
     uapi.IOMMU_TEST_OP_ACCESS_RW: "access_rw",
     uapi.IOMMU_TEST_OP_DIRTY: "dirty",
+    uapi.IOMMU_TEST_OP_TRIGGER_VEVENT: "trigger_vevent",
+    uapi.IOMMU_TEST_OP_TRIGGER_IOPF: "trigger_iopf",
+    uapi.IOMMU_TEST_OP_DEV_CHECK_CACHE: "check_dev_cache",
 }
 """The union member of ``struct iommu_test_cmd`` each op reads and writes."""
+
+BIND_FIELDS: dict[str, str] = {
+    "IOMMU_VEVENTQ_ALLOC": "out_veventq_fd",
+    "IOMMU_FAULT_QUEUE_ALLOC": "out_fault_fd",
+}
+"""Where a call with ``binds`` finds the fd it returned (else the test command's
+``out_access_fd``)."""
+
+FD_NAMES = ("access", "veventq", "fault")
+"""Prefixes of the symbolic names of fds the kernel returned."""
 
 SCRATCH_INLINE = 256
 """Scratch buffers up to this size are recorded as hex, larger ones as a digest."""
@@ -310,7 +323,7 @@ def execute(handle: Handle, mem: UserMemory, call: Call, fds: Fds | None = None)
             else:
                 fields[name] = value
         if call.binds and "ret" in out:
-            fd_name = f"{member}.out_access_fd"
+            fd_name = BIND_FIELDS.get(call.op, f"{member}.out_access_fd")
             fds[call.binds] = int(fields[fd_name])
             fields[fd_name] = call.binds
         out["out"] = fields
@@ -398,7 +411,7 @@ def _resolve(
         return buffer_address(array_buf) if array_buf is not None else 0
     if sym == "scratch":
         return buffer_address(scratch) if scratch is not None else 0
-    if sym.startswith("access"):
+    if sym.startswith(FD_NAMES):
         return (fds or {}).get(sym, BAD_FD)
     raise ValueError(f"unknown symbolic value {sym!r}")
 
@@ -504,9 +517,20 @@ class Generator:
         ("access_rw", 7),
         ("destroy_access_pages", 2),
         ("close_access", 1),
+        ("viommu_alloc", 4),
+        ("vdevice_alloc", 3),
+        ("nested_alloc", 4),
+        ("invalidate", 3),
+        ("veventq_alloc", 2),
+        ("trigger_vevent", 2),
+        ("hw_queue_alloc", 2),
+        ("fault_alloc", 1),
+        ("trigger_iopf", 1),
+        ("close_eventq", 1),
     )
     """Added by the devices mode: the mock driver's ``IOMMU_TEST_CMD`` ops, HWPTs, dirty
-    tracking, access objects."""
+    tracking, access objects, the mock vIOMMU (vDEVICEs, nested HWPTs, invalidation,
+    vEVENTQs, HW queues) and IOPF fault queues."""
 
     def __init__(self, seed: int, *, devices: bool = False) -> None:
         self.rng = random.Random(seed)
@@ -524,6 +548,13 @@ class Generator:
         self.n_access = 0
         self.dead_objs: set[int] = set()
         self.nested: set[int] = set()
+        self.viommus: dict[int, int] = {}
+        """vIOMMU id → its parent HWPT."""
+        self.vdevs: set[int] = set()
+        self.hw_queues: set[int] = set()
+        self.eventqs: dict[str, int] = {}
+        """Open vEVENTQ / fault queue fds by name → the object id."""
+        self.n_eventq = 0
         ops = self.OPS + (self.DEVICE_OPS if devices else ())
         names, weights = zip(*ops, strict=True)
         self._names: Sequence[str] = names
@@ -1149,6 +1180,8 @@ class Generator:
     def _gen_replace(self) -> Call:
         dev, dnote = self._pick_dev()
         pt, pnote = self._pick_pt()
+        if self.nested and self.rng.random() < 0.2:
+            pt, pnote = self.rng.choice(sorted(self.nested)), "nested HWPT"
         return self._test(
             "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE",
             {"id": dev, "mock_domain_replace.pt_id": pt},
@@ -1166,6 +1199,10 @@ class Generator:
             note = "idev (owned by the selftest object)"
         elif r < 0.85 and self.ioas:
             obj, note = self.rng.choice(sorted(self.ioas)), "IOAS (maybe in use)"
+        elif r < 0.95 and (self.viommus or self.vdevs or self.hw_queues or self.eventqs):
+            pool = sorted(self.viommus) + sorted(self.vdevs) + sorted(self.hw_queues)
+            pool += sorted(self.eventqs.values())
+            obj, note = self.rng.choice(pool), "vIOMMU / vDEVICE / HW queue / event queue"
         else:
             obj, note = self._bogus_id()
         return Call("IOMMU_DESTROY", uapi.IOMMU_DESTROY, {"id": obj}, note=note)
@@ -1423,7 +1460,216 @@ class Generator:
             note = "already closed"
         return Call("CLOSE", 0, refs={"fd": name}, note=note)
 
+    # -- devices mode: the mock vIOMMU and event queues ----------------------------------------
+
+    def _pick_viommu(self, valid: float = 0.85) -> tuple[int, str]:
+        if self.viommus and self.rng.random() < valid:
+            return self.rng.choice(sorted(self.viommus)), ""
+        if self.hwpts and self.rng.random() < 0.5:
+            return self.rng.choice(sorted(self.hwpts)), "a HWPT, not a vIOMMU"
+        return self._bogus_id()
+
+    def _gen_viommu_alloc(self) -> Call:
+        dev, dnote = self._pick_idev()
+        parents = [h for h, m in self.hwpts.items() if m.flags & uapi.IOMMU_HWPT_ALLOC_NEST_PARENT]
+        if parents and self.rng.random() < 0.75:
+            hwpt, hnote = self.rng.choice(parents), "nest parent"
+        else:
+            hwpt, hnote = self._pick_hwpt()
+            hnote = hnote or "maybe not a nest parent"
+        vtype = self.rng.choice([uapi.IOMMU_VIOMMU_TYPE_SELFTEST] * 5 + [0, 0xDEAD])
+        fields = {"dev_id": dev, "hwpt_id": hwpt, "type": vtype}
+        notes = [dnote, hnote, f"type {vtype:#x}"]
+        if self.rng.random() < 0.05:
+            fields["flags"] = 1
+            notes.append("flags 1")
+        kw: dict[str, Any] = {}
+        refs: dict[str, str] = {}
+        if self.rng.random() < 0.3:
+            data = uapi.iommu_viommu_selftest(in_data=self.rng.randint(0, 0xFFFFFFFF))
+            length = self.rng.choice([24, 24, 24, 4, 32])
+            fields["data_len"] = length
+            refs["data_uptr"] = "scratch"
+            kw = {"scratch": max(length, 24), "data": bytes(data).hex()}
+            notes.append(f"selftest data, {length} bytes")
+        note = ", ".join(n for n in notes if n)
+        return Call("IOMMU_VIOMMU_ALLOC", uapi.IOMMU_VIOMMU_ALLOC, fields, refs, note=note, **kw)
+
+    def _gen_vdevice_alloc(self) -> Call:
+        viommu, vnote = self._pick_viommu()
+        dev, dnote = self._pick_idev()
+        virt_id = self.rng.choice([0, 1, 0x88, 0x99, 0x99, 0xFFFF, 1 << 40])
+        note = ", ".join(n for n in (vnote, dnote, f"virt_id {virt_id:#x}") if n)
+        fields = {"viommu_id": viommu, "dev_id": dev, "virt_id": virt_id}
+        return Call("IOMMU_VDEVICE_ALLOC", uapi.IOMMU_VDEVICE_ALLOC, fields, note=note)
+
+    def _gen_nested_alloc(self) -> Call:
+        dev, dnote = self._pick_idev()
+        r = self.rng.random()
+        parents = [h for h, m in self.hwpts.items() if m.flags & uapi.IOMMU_HWPT_ALLOC_NEST_PARENT]
+        if self.viommus and r < 0.5:
+            pt, pnote = self.rng.choice(sorted(self.viommus)), "on a vIOMMU"
+        elif parents and r < 0.85:
+            pt, pnote = self.rng.choice(parents), "on a nest parent"
+        else:
+            pt, pnote = self._pick_pt()
+        flags = self.rng.choice(
+            [0, 0, 0, uapi.IOMMU_HWPT_ALLOC_PASID, uapi.IOMMU_HWPT_ALLOC_NEST_PARENT]
+        )
+        fields = {"flags": flags, "dev_id": dev, "pt_id": pt}
+        notes = [dnote, pnote, f"flags {flags:#x}"]
+        if self.eventqs and self.rng.random() < 0.3:
+            fault_ids = [i for n, i in self.eventqs.items() if n.startswith("fault")]
+            if fault_ids:
+                fields["flags"] = flags | uapi.IOMMU_HWPT_FAULT_ID_VALID
+                fields["fault_id"] = self.rng.choice(fault_ids)
+                notes.append("with a fault queue")
+        data = uapi.iommu_hwpt_selftest(iotlb=self.rng.choice([0, uapi.IOMMU_TEST_IOTLB_DEFAULT]))
+        length = self.rng.choice([8, 8, 8, 4, 0, 12])
+        fields |= {"data_type": uapi.IOMMU_HWPT_DATA_SELFTEST, "data_len": length}
+        notes.append(f"selftest data, {length} bytes")
+        note = ", ".join(n for n in notes if n)
+        return Call(
+            "IOMMU_HWPT_ALLOC",
+            uapi.IOMMU_HWPT_ALLOC,
+            fields,
+            {"data_uptr": "scratch"},
+            note=note,
+            scratch=16,
+            data=bytes(data).hex(),
+        )
+
+    def _gen_invalidate(self) -> Call:
+        r = self.rng.random()
+        if self.viommus and r < 0.45:
+            target, tnote = self.rng.choice(sorted(self.viommus)), "vIOMMU"
+            dtype = uapi.IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST
+            size = ctypes.sizeof(uapi.iommu_viommu_invalidate_selftest)
+        elif self.nested and r < 0.85:
+            target, tnote = self.rng.choice(sorted(self.nested)), "nested HWPT"
+            dtype = uapi.IOMMU_HWPT_INVALIDATE_DATA_SELFTEST
+            size = ctypes.sizeof(uapi.iommu_hwpt_invalidate_selftest)
+        else:
+            target, tnote = self._pick_hwpt()
+            dtype, size = uapi.IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, 8
+            tnote = tnote or "a paging HWPT"
+        n = self.rng.choice([0, 1, 1, 2, 3])
+        entries = bytearray()
+        for _ in range(n):
+            words = [
+                self.rng.choice([0, 0, 0, uapi.IOMMU_TEST_INVALIDATE_FLAG_ALL, 0xFFFFFFFF]),
+                self.rng.choice([0, 1, 0x99, 0x88, 3, 4]),
+                self.rng.choice([0, 1, 2, 3, 4]),
+            ]
+            entries += b"".join(w.to_bytes(4, "little") for w in words)[:size].ljust(size, b"\0")
+        entry_len = self.rng.choice([size] * 6 + [size + 4, 1, 0])
+        if self.rng.random() < 0.1:
+            dtype = self.rng.choice([uapi.IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID, 0])
+        fields = {"hwpt_id": target, "data_type": dtype, "entry_len": entry_len, "entry_num": n}
+        note = f"{tnote}, {n} entries of {entry_len} bytes, data_type {dtype:#x}"
+        return Call(
+            "IOMMU_HWPT_INVALIDATE",
+            uapi.IOMMU_HWPT_INVALIDATE,
+            fields,
+            {"data_uptr": "scratch"} if n else {},
+            note=note,
+            scratch=max(len(entries) + 16, 16),
+            data=bytes(entries).hex(),
+        )
+
+    def _gen_veventq_alloc(self) -> Call:
+        viommu, note = self._pick_viommu()
+        vtype = self.rng.choice([uapi.IOMMU_VEVENTQ_TYPE_SELFTEST] * 4 + [0, 1])
+        depth = self.rng.choice([1, 2, 2, 4, 0, (1 << 19) + 1])
+        self.n_eventq += 1
+        fields = {"viommu_id": viommu, "type": vtype, "veventq_depth": depth}
+        return Call(
+            "IOMMU_VEVENTQ_ALLOC",
+            uapi.IOMMU_VEVENTQ_ALLOC,
+            fields,
+            binds=f"veventq{self.n_eventq}",
+            note=", ".join(n for n in (note, f"type {vtype:#x}, depth {depth}") if n),
+        )
+
+    def _gen_fault_alloc(self) -> Call:
+        self.n_eventq += 1
+        return Call(
+            "IOMMU_FAULT_QUEUE_ALLOC",
+            uapi.IOMMU_FAULT_QUEUE_ALLOC,
+            {"flags": self.rng.choice([0, 0, 0, 1])},
+            binds=f"fault{self.n_eventq}",
+        )
+
+    def _gen_trigger_vevent(self) -> Call:
+        dev, note = self._pick_idev()
+        return self._test("IOMMU_TEST_OP_TRIGGER_VEVENT", {"trigger_vevent.dev_id": dev}, note=note)
+
+    def _gen_trigger_iopf(self) -> Call:
+        dev, note = self._pick_idev()
+        fields = {
+            "trigger_iopf.dev_id": dev,
+            "trigger_iopf.pasid": self.rng.choice([0, 0, 1, 100]),
+            "trigger_iopf.grpid": self.rng.randint(0, 8),
+            "trigger_iopf.perm": self.rng.choice([1, 2, 3]),
+            "trigger_iopf.addr": self.rng.randrange(0, 1 << 32, PAGE),
+        }
+        return self._test("IOMMU_TEST_OP_TRIGGER_IOPF", fields, note=note)
+
+    def _gen_hw_queue_alloc(self) -> Call:
+        viommu, vnote = self._pick_viommu()
+        parent = self.viommus.get(viommu)
+        iova, length, _, snote = self._span(self._ioas_of(parent) if parent else None, 2)
+        if self.rng.random() < 0.2:
+            iova, length = iova + PAGE // 2, PAGE // 2
+            snote += ", unaligned"
+        qtype = self.rng.choice([uapi.IOMMU_HW_QUEUE_TYPE_SELFTEST] * 4 + [0])
+        index = self.rng.choice([0, 0, 1, 1, 2])
+        fields = {
+            "viommu_id": viommu,
+            "type": qtype,
+            "index": index,
+            "nesting_parent_iova": iova,
+            "length": length,
+        }
+        note = ", ".join(n for n in (vnote, snote, f"index {index}, type {qtype:#x}") if n)
+        return Call("IOMMU_HW_QUEUE_ALLOC", uapi.IOMMU_HW_QUEUE_ALLOC, fields, note=note)
+
+    def _gen_close_eventq(self) -> Call:
+        if self.eventqs:
+            name = self.rng.choice(sorted(self.eventqs))
+            return Call("CLOSE", 0, refs={"fd": name}, note="close an event queue fd")
+        return Call("CLOSE", 0, refs={"fd": "veventq0"}, note="no such fd")
+
+    def _observe_viommu(self, call: Call, out: Json) -> None:
+        f, op = call.fields, call.op
+        new = 0
+        if op == "IOMMU_VIOMMU_ALLOC":
+            new = int(out["out_viommu_id"])
+            self.viommus[new] = f["hwpt_id"]
+        elif op == "IOMMU_VDEVICE_ALLOC":
+            new = int(out["out_vdevice_id"])
+            self.vdevs.add(new)
+        elif op == "IOMMU_HW_QUEUE_ALLOC":
+            new = int(out["out_hw_queue_id"])
+            self.hw_queues.add(new)
+        elif op == "IOMMU_VEVENTQ_ALLOC":
+            new = int(out["out_veventq_id"])
+            self.eventqs[call.binds] = new
+        elif op == "IOMMU_FAULT_QUEUE_ALLOC":
+            new = int(out["out_fault_id"])
+            self.eventqs[call.binds] = new
+        elif op == "CLOSE":
+            self.eventqs.pop(call.refs.get("fd", ""), None)
+        elif op == "IOMMU_DESTROY":
+            obj = f.get("id", 0)
+            self.viommus.pop(obj, None)
+            self.vdevs.discard(obj)
+            self.hw_queues.discard(obj)
+        # the internal access of a HW queue takes the next id
+        self.max_id = max(self.max_id, new + (op == "IOMMU_HW_QUEUE_ALLOC"))
+
     def _observe_devices(self, call: Call, out: Json) -> None:
+        self._observe_viommu(call, out)
         f = call.fields
         op = call.op
         if op in ("IOMMU_TEST_OP_MOCK_DOMAIN", "IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS"):
@@ -1452,7 +1698,7 @@ class Generator:
             pt = int(out["mock_domain_replace.pt_id"])
             if d is not None:
                 d.hwpt = pt
-                if pt not in self.hwpts:
+                if pt not in self.hwpts and pt not in self.nested:
                     self.hwpts[pt] = ModelHwpt(f["mock_domain_replace.pt_id"], 0, auto=True)
                     self.max_id = max(self.max_id, pt)
         elif op == "IOMMU_DESTROY":
@@ -1532,6 +1778,8 @@ class Generator:
         if self.devices:
             for name in sorted(self.accesses):
                 out.append(Call("CLOSE", 0, refs={"fd": name}, note="final: close access"))
+            for name in sorted(self.eventqs):
+                out.append(Call("CLOSE", 0, refs={"fd": name}, note="final: close event queue"))
         for ioas_id, m in sorted(self.ioas.items()):
             for iova, a in m.sorted_areas():
                 out.append(

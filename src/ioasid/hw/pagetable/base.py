@@ -84,12 +84,16 @@ class Translation:
 
 @dataclass(frozen=True, slots=True)
 class WalkFault:
-    """A failed walk: the IOVA, the access, the reason and the level it stopped at."""
+    """A failed walk: the IOVA, the access, the reason, the level it stopped at and, for a
+    nested walk, the stage."""
 
     iova: int
     access: Access
     reason: FaultReason
     level: int
+    stage: int = 0
+    """Nested translation: 1 when the guest's stage 1 faulted, 2 when stage 2 did
+    (including while fetching a stage-1 entry); 0 for a single-stage walk."""
 
 
 class HwError(OSError):
