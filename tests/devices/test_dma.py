@@ -132,8 +132,9 @@ def test_pasid_attach_without_pasid_support_fails() -> None:
 def test_raw_dma_of_any_length_is_bounded_and_oserror(
     edu: tuple[Iommufd, Device], length: int, write: bool
 ) -> None:
-    """IOASID_SIM_DEVICE_DMA with a length no device issues: EINVAL before any copy (a
-    4 GiB, 2^45 or 2^63 byte transfer used to allocate that much, or overflow)."""
+    """IOASID_SIM_DEVICE_DMA far longer than what is mapped: an OSError after bounded
+    work (a 4 GiB, 2^45 or 2^63 byte transfer used to allocate that much, or overflow):
+    the transfer stops at the first unmapped IOVA or unreadable user byte."""
     from ioasid.uapi import sim as simapi
 
     fd, dev = edu
@@ -151,7 +152,7 @@ def test_raw_dma_of_any_length_is_bounded_and_oserror(
         buf = cmd.to_bytearray()
         with pytest.raises(OSError) as e:
             dev.handle.ioctl(simapi.IOASID_SIM_DEVICE_DMA, buf)
-        assert e.value.errno == errno.EINVAL
+        assert e.value.errno in (errno.EIO, errno.EFAULT)
         assert ram[0:8] == bytes(8)
 
 

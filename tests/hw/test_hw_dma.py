@@ -175,16 +175,16 @@ def test_mock_device_dma() -> None:
 
 
 def test_fault_records_are_bounded_newest_kept() -> None:
-    from ioasid.hw.dma import FAULT_RECORDS
+    from ioasid.hw.dma import FAULT_LOG_MAX
 
     _, _, _, dma = setup()
     extra = 40
-    for i in range(FAULT_RECORDS + extra):
+    for i in range(FAULT_LOG_MAX + extra):
         with pytest.raises(DmaFault):
             dma.read(0x4000_0000 + i * SZ_4K, 8)
-    assert len(dma.faults) == FAULT_RECORDS
+    assert len(dma.faults) == FAULT_LOG_MAX
     assert dma.faults_dropped == extra
-    assert dma.faults[-1].iova == 0x4000_0000 + (FAULT_RECORDS + extra - 1) * SZ_4K
+    assert dma.faults[-1].iova == 0x4000_0000 + (FAULT_LOG_MAX + extra - 1) * SZ_4K
     assert dma.faults[0].iova == 0x4000_0000 + extra * SZ_4K
 
 

@@ -9,7 +9,7 @@ already been posted to memory and are not undone. This model does the same: ever
 before the faulting page has landed, nothing at or after it; the fault is appended to the
 engine's :attr:`DmaEngine.faults` and :class:`DmaFault` is raised (a faulting read returns
 no data). Like the fault recording registers of an IOMMU, the record is bounded: the newest
-:data:`FAULT_RECORDS` are kept and :attr:`DmaEngine.faults_dropped` counts the others.
+:data:`FAULT_LOG_MAX` are kept and :attr:`DmaEngine.faults_dropped` counts the others.
 
 A transfer is translated once per run of IOVA that is contiguous in physical memory and
 copied once per run, straight between the caller's buffer and the pages; a transfer longer
@@ -26,8 +26,9 @@ from typing import Protocol
 from .iommu import IommuUnit
 from .pagetable.base import Access, FaultReason, HwError
 
-FAULT_RECORDS = 256
-"""Fault records an engine keeps (VT-d: at most 256 fault recording registers, CAP.NFR)."""
+FAULT_LOG_MAX = 256
+"""Fault records an engine keeps, the newest (VT-d: at most 256 fault recording
+registers, CAP.NFR); older ones are dropped and counted."""
 
 DMA_MAX_TRANSFER = 1 << 30
 """The longest single transfer a simulated device issues (1 GiB)."""
@@ -110,7 +111,7 @@ class DmaEngine:
         self.pasid_width = pasid_width
         self.faults: list[FaultRecord] = []
         self.faults_dropped = 0
-        """Faults recorded after :data:`FAULT_RECORDS` others (the oldest went)."""
+        """Faults recorded after :data:`FAULT_LOG_MAX` others (the oldest went)."""
 
     def _fault(
         self,
@@ -124,7 +125,7 @@ class DmaEngine:
         record = FaultRecord(self.rid, pasid, iova, access, reason, level)
         faults = self.faults
         faults.append(record)
-        if len(faults) > FAULT_RECORDS:
+        if len(faults) > FAULT_LOG_MAX:  # a fault log, not a leak
             del faults[0]
             self.faults_dropped += 1
         return DmaFault(record, transferred)

@@ -20,7 +20,13 @@ from ioasid.hw.pci import FabricDma, PciFunction
 from ioasid.kernel.device import Device, IommuDriver
 from ioasid.kernel.errors import fail
 from ioasid.kernel.eventq import report_dma_page_request
-from ioasid.kernel.private import Machine, check_zeroed_user, iommufd_ctx_from_file
+from ioasid.kernel.private import (
+    USER_CHUNK,
+    IommufdCtx,
+    Machine,
+    check_zeroed_user,
+    iommufd_ctx_from_file,
+)
 from ioasid.uapi import sim as simapi
 
 VFIO_PCI_OFFSET_SHIFT = 40
@@ -61,6 +67,8 @@ class VfioDeviceFile:
         self.vdev = vdev
         self.kernel = vdev.kernel
         self.idev: Device | None = None
+        self.ictx: IommufdCtx | None = None
+        """The iommufd the device is bound to: its file is held while bound."""
 
     # ioctl ------------------------------------------------------------------------------
 
@@ -113,24 +121,31 @@ class VfioDeviceFile:
         if ictx is None:
             fail(errno.EBADFD, f"VFIO_DEVICE_BIND_IOMMUFD: fd {bind.iommufd} is not an iommufd")
         group = getattr(self.vdev.driver, "group", None)
-        if group is not None:
-            group.claim_dma_owner(ictx, str(self.vdev.function.bdf))
+        # iommufd_ctx_from_fd holds the iommufd file until the device is unbound
+        ictx.get_file()
         try:
-            idev = Device.bind(ictx, self.vdev.driver)
-        except OSError:
             if group is not None:
-                group.release_dma_owner()
-            raise
-        off = st.offsetof("out_devid")
-        try:
-            self.kernel.copy_to_user(arg + off, idev.id.to_bytes(4, "little"))
+                group.claim_dma_owner(ictx, str(self.vdev.function.bdf))
+            try:
+                idev = Device.bind(ictx, self.vdev.driver)
+            except OSError:
+                if group is not None:
+                    group.release_dma_owner()
+                raise
+            off = st.offsetof("out_devid")
+            try:
+                self.kernel.copy_to_user(arg + off, idev.id.to_bytes(4, "little"))
+            except OSError:
+                # out_close_device: vfio_df_close() unbinds again
+                idev.unbind()
+                if group is not None:
+                    group.release_dma_owner()
+                raise
         except OSError:
-            # out_close_device: vfio_df_close() unbinds again
-            idev.unbind()
-            if group is not None:
-                group.release_dma_owner()
+            ictx.release()
             raise
         self.idev = idev
+        self.ictx = ictx
         self.vdev.bound = self
         return 0
 
@@ -211,30 +226,36 @@ class VfioDeviceFile:
         if port is None:
             fail(errno.ENODEV, "IOASID_SIM_DEVICE_DMA: the device has no DMA engine")
         pasid = req.pasid if req.flags & simapi.IOASID_SIM_DMA_PASID else None
-        if req.length > DMA_MAX_TRANSFER:
-            fail(
-                errno.EINVAL,
-                f"IOASID_SIM_DEVICE_DMA: length {req.length:#x} > the device's longest "
-                f"transfer {DMA_MAX_TRANSFER:#x}",
-            )
-        write = bool(req.flags & simapi.IOASID_SIM_DMA_WRITE)
+        write = req.flags & simapi.IOASID_SIM_DMA_WRITE
+        done = 0
         aspace = self.kernel.processes.current.mm.aspace
-        direct = UserDma.of(self.kernel.phys, aspace, req.uptr, req.length, to_device=write)
+        direct = (
+            UserDma.of(self.kernel.phys, aspace, req.uptr, req.length, to_device=bool(write))
+            if req.length <= DMA_MAX_TRANSFER and isinstance(port, FabricDma)
+            else None
+        )
         try:
             if direct is not None and isinstance(port, FabricDma):
-                port.transfer(req.iova, direct, write, pasid)
-            elif write:
-                port.write(req.iova, self.kernel.copy_from_user(req.uptr, req.length), pasid)
-            else:
-                self.kernel.copy_to_user(req.uptr, port.read(req.iova, req.length, pasid))
+                # the caller's own, mapped buffer: straight between it and the pages
+                port.transfer(req.iova, direct, bool(write), pasid)
+            # USER_CHUNK at a time: no length makes this allocate more, and a transfer
+            # stops at its first fault as the device's would
+            while direct is None and done < req.length:
+                n = min(USER_CHUNK, req.length - done)
+                if write:
+                    port.write(
+                        req.iova + done, self.kernel.copy_from_user(req.uptr + done, n), pasid
+                    )
+                else:
+                    self.kernel.copy_to_user(req.uptr + done, port.read(req.iova + done, n, pasid))
+                done += n
         except DmaFault as fault:
             if self.idev is not None:
-                write = bool(req.flags & simapi.IOASID_SIM_DMA_WRITE)
-                report_dma_page_request(self.idev, pasid, fault.record.iova, write)
+                report_dma_page_request(self.idev, pasid, fault.record.iova, bool(write))
             req.out_fault = _FAULT_CODES[fault.record.reason]
-            req.out_done = fault.transferred
+            req.out_done = done + fault.transferred
             self.kernel.copy_to_user(arg, bytes(req))
-            fail(errno.EIO, str(fault))
+            fail(errno.EIO, str(DmaFault(fault.record, req.out_done)))
         req.out_fault, req.out_done = simapi.IOASID_SIM_FAULT_NONE, req.length
         self.kernel.copy_to_user(arg, bytes(req))
         return 0
@@ -282,24 +303,41 @@ class VfioDeviceFile:
         return offset >> VFIO_PCI_OFFSET_SHIFT, offset & ((1 << VFIO_PCI_OFFSET_SHIFT) - 1)
 
     def pread(self, n: int, offset: int) -> bytes:
+        """``vfio_pci_rw``: config space past ``cfg_size`` → EFAULT; a BAR read from its
+        end on → EINVAL, else cut at the end (``vfio_pci_bar_rw``)."""
         index, off = self._region(offset)
         fn = self.vdev.function
         if index == uapi.VFIO_PCI_CONFIG_REGION_INDEX:
+            self._check_config(off, n)
             return fn.config_read(off, n)
         if index < len(fn.bar_sizes):
-            return fn.bar_read(index, off, n)
+            return fn.bar_read(index, off, self._bar_count(index, off, n))
         fail(errno.EINVAL, f"VFIO device: region {index} cannot be read")
 
     def pwrite(self, data: bytes, offset: int) -> int:
         index, off = self._region(offset)
         fn = self.vdev.function
         if index == uapi.VFIO_PCI_CONFIG_REGION_INDEX:
+            self._check_config(off, len(data))
             fn.config_write(off, data)
         elif index < len(fn.bar_sizes):
-            fn.bar_write(index, off, data)
+            n = self._bar_count(index, off, len(data))
+            fn.bar_write(index, off, data[:n])
+            return n
         else:
             fail(errno.EINVAL, f"VFIO device: region {index} cannot be written")
         return len(data)
+
+    def _check_config(self, off: int, n: int) -> None:
+        size = len(self.vdev.function.config)
+        if off + n > size:
+            fail(errno.EFAULT, f"VFIO device: config space [{off:#x}, +{n:#x}) is past {size:#x}")
+
+    def _bar_count(self, index: int, off: int, n: int) -> int:
+        end = self.vdev.function.bar_sizes[index]
+        if off >= end:
+            fail(errno.EINVAL, f"VFIO device: offset {off:#x} is past BAR{index}'s {end:#x} bytes")
+        return min(n, end - off)
 
     def release(self) -> None:
         """``vfio_df_unbind_iommufd``: closing the cdev detaches and unbinds the device."""
@@ -310,3 +348,6 @@ class VfioDeviceFile:
             group = getattr(self.vdev.driver, "group", None)
             if group is not None:
                 group.release_dma_owner()
+            ictx, self.ictx = self.ictx, None
+            if ictx is not None:
+                ictx.release()

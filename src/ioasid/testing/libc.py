@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 
+PROT_NONE = 0
 MAP_FIXED = 0x10
 MAP_POPULATE = 0x8000
 MAP_HUGETLB = 0x40000
@@ -23,6 +24,7 @@ _libc.mmap.argtypes = [
 ]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
 
 
@@ -38,6 +40,11 @@ def mmap(
 def munmap(addr: int, length: int) -> int:
     """``munmap(addr, length)``: 0, or -1 with ``ctypes.get_errno()`` set."""
     return int(_libc.munmap(addr, length))
+
+
+def mprotect(addr: int, length: int, prot: int) -> int:
+    """``mprotect(addr, length, prot)``: 0, or -1 with ``ctypes.get_errno()`` set."""
+    return int(_libc.mprotect(addr, length, prot))
 
 
 def madvise(addr: int, length: int, advice: int) -> int:
