@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import itertools
 import os
 import threading
 from bisect import bisect_right
@@ -325,8 +324,12 @@ class SelfAddressSpace:
                     self._last_query = (_syscall_count[0], start, end, found)
                     return found
         vmas = self.vmas()
-        first = bisect_right(vmas, start, key=_vma_end)
-        return list(itertools.takewhile(lambda v: v.start < end, vmas[first:]))
+        i = bisect_right(vmas, start, key=_vma_end)
+        out: list[Vma] = []
+        while i < len(vmas) and vmas[i].start < end:
+            out.append(vmas[i])
+            i += 1
+        return out
 
     def check_pinnable(self, addr: int, length: int, write: bool) -> None:
         """``pin_user_pages(FOLL_LONGTERM | (write ? FOLL_WRITE : 0))`` on every page.
