@@ -433,7 +433,9 @@ class StructAware(Model):
         if struct_type is None or call.value is not None:
             return call
         r = self.rng.random()
-        if r < 0.65:
+        if r < 0.15:
+            self.enlarge(call, struct_type)
+        elif r < 0.65:
             leaves = list(leaf_fields(struct_type, _member(call)))
             leaves = [(n, t) for n, t in leaves if n not in ("op", "size", "argsz")]
             if leaves:
@@ -450,6 +452,21 @@ class StructAware(Model):
         else:
             call.guard = self.rng.choice([0, 8])
         return call
+
+    def enlarge(self, call: Call, struct_type: type[uapi.Struct]) -> None:
+        """Every length of ``call`` declared huge, every pointer 64 KiB before the shared
+        region's hole (real, non-zero memory, then a fault): a kernel that works or
+        allocates in proportion to a declared length rather than to what there is shows."""
+        huge = self.rng.choice([1 << 32, 1 << 40, 1 << 45, 1 << 63, U64_MAX & ~(PAGE - 1)])
+        for name, ctype in leaf_fields(struct_type, _member(call)):
+            leaf = name.rpartition(".")[2]
+            bits = ctypes.sizeof(ctype) * 8
+            if (leaf in LEN_FIELDS and leaf != "page_size") or (leaf == "size" and bits == 64):
+                call.fields[name] = huge & ((1 << bits) - 1)
+            elif leaf in PTR_FIELDS and bits == 64 and name in call.refs:
+                call.refs[name] = f"buf+{HOLE_OFF - (64 << 10):#x}"
+                call.scratch = 0
+        call.note = f"huge lengths ({huge:#x}); {call.note}"
 
     def observe_fuzz(self, call: Call, outcome: Json) -> None:
         """Learn the ids and fds a call the model has no kind for returned."""
