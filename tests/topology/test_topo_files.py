@@ -103,3 +103,80 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     binf.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(TopologyError):
         load(binf)
+
+
+def test_from_fields_equals_the_constructor() -> None:
+    """The loader builds functions with ``PciFunction.from_fields``: it must make exactly what
+    the dataclass constructor makes, field for field."""
+    from ioasid.topology.model import FUNCTION_FIELDS, PciFunction
+
+    for f in default_host():
+        again = PciFunction.from_fields(tuple(getattr(f, n) for n in FUNCTION_FIELDS))
+        assert again == f and hash(again) == hash(f)
+    with pytest.raises(ValueError):
+        PciFunction.from_fields((1, 2))
+
+
+def test_every_field_lands_in_its_place() -> None:
+    from ioasid.topology import Acs, Bdf, PciFunction
+
+    raw = [
+        _dev("0000:00:01.0", "root_port", secondary_bus=2),
+        _dev("0000:02:00.0", "endpoint", "0000:00:01.0", **{"class": "0300"}),
+        {
+            **_dev("0000:02:00.1", "endpoint", "0000:00:01.0"),
+            "id": "10de:1eb8",
+            "class": "030200",
+            "acs": {"cap": 0x1F, "ctl": 0x3},
+            "multifunction": True,
+            "driver": "vfio-pci",
+            "dma_alias": ["00.3", 5],
+            "pasid": {"exec": True, "priv": False, "max_width": 16},
+            "ats": True,
+            "eetlp_prefix": None,
+            "virtfn": True,
+            "physfn": "0000:02:00.0",
+            "subsystem": "9005:02bb",
+            "revision": "0x21",
+            "iommu": False,
+            "untrusted": True,
+            "pch_acs_workaround": False,
+            "kernel_group": 7,
+            "name": "GPU",
+            "header_type": 0,
+            "acs_known": False,
+            "pcie_known": False,
+        },
+    ]
+    got = parse(raw)["0000:02:00.1"]
+    want = PciFunction(
+        bdf=Bdf(0, 2, 0, 1),
+        vendor=0x10DE,
+        device=0x1EB8,
+        class_code=0x0302,
+        parent=Bdf(0, 0, 1, 0),
+        acs=Acs(0x1F, 0x3),
+        multifunction=True,
+        header_type=0,
+        driver="vfio-pci",
+        dma_alias_devfns=frozenset({3, 5}),
+        subsystem_vendor=0x9005,
+        subsystem_device=0x02BB,
+        revision=0x21,
+        pasid=True,
+        pasid_exec=True,
+        pasid_max_width=16,
+        ats=True,
+        eetlp_prefix=None,
+        is_virtfn=True,
+        physfn=Bdf(0, 2, 0, 0),
+        untrusted=True,
+        iommu=False,
+        pch_acs_workaround=False,
+        acs_known=False,
+        pcie_known=False,
+        kernel_group=7,
+        name="GPU",
+    )
+    assert got == want
+    assert parse(raw)["0000:00:01.0"].secondary_bus == 2

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ioasid.topology import TopologyError, default_host, dump, group, load
+from ioasid.topology.audit import explain, report
 from ioasid.topology.files import FIELDS, MAX_DEPTH, MAX_FILE_BYTES
 
 
@@ -238,7 +239,10 @@ def _load_ok_or_topology_error(p: Path) -> None:
     except TopologyError as e:
         assert str(p) in str(e) or "device #" in str(e) or ":" in str(e)
         return
-    group(t)  # whatever loads also groups
+    gr = group(t)  # whatever loads also groups, reports and explains
+    report(gr, acs_override="downstream,multifunction")
+    for b in list(t.order)[:3]:
+        explain(gr, b)
 
 
 @settings(
@@ -312,3 +316,46 @@ def test_fuzz_binary_junk(tmp_path: Path, junk: bytes, suffix: str) -> None:
     p = tmp_path / f"j{suffix}"
     p.write_bytes(junk)
     _load_ok_or_topology_error(p)
+
+
+def _nested_block(levels: int, leaf: str = "1") -> str:
+    return (
+        "".join("  " * i + "b:\n" for i in range(levels - 1)) + "  " * (levels - 1) + f"b: {leaf}\n"
+    )
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 1000])
+@pytest.mark.parametrize("leaf", ["1", "[]"])
+def test_depth_limit_is_the_same_on_every_path(levels: int, leaf: str) -> None:
+    """The fast block reader and the YAML loader (plus the shape check) draw the line at the
+    same depth."""
+    from ioasid.topology import files
+
+    text = _nested_block(levels, leaf)
+    assert files._fast_block_yaml(text[:200]) is not None  # the fast path takes this shape
+    outcomes = []
+    for decode_text in (text, text.replace("b: " + leaf, "b: &x " + leaf)):  # anchor: libyaml
+        try:
+            files.decode(decode_text.encode(), source="t.yaml")
+            outcomes.append("ok")
+        except TopologyError as e:
+            assert "nested deeper than" in str(e)
+            outcomes.append("deep")
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH - 2, MAX_DEPTH - 1, MAX_DEPTH])
+@pytest.mark.parametrize("leaf", ["- []", "- x: []", "- x: 1"])
+def test_depth_limit_in_sequences(levels: int, leaf: str) -> None:
+    from ioasid.topology import files
+
+    text = _nested_block(levels).replace("b: 1\n", "b:\n" + "  " * levels + leaf + "\n")
+    outcomes = []
+    for t in (text, text.replace("b:\n", "b: !!map\n", 1)):  # a tag: not the fast path
+        try:
+            files.decode(t.encode(), source="t.yaml")
+            outcomes.append("ok")
+        except TopologyError as e:
+            assert "nested deeper than" in str(e)
+            outcomes.append("deep")
+    assert outcomes[0] == outcomes[1], outcomes

@@ -33,3 +33,28 @@ def test_live_sysfs_grouping_matches_kernel() -> None:
     assert cmp["numbers_match"], cmp
     assert all(g.certain for g in gr.groups)
     assert not gr.ungrouped or all(topo.functions[b].kernel_group is None for b in gr.ungrouped)
+
+
+@pytest.mark.guest
+def test_live_sysfs_capture_round_trips(tmp_path: object) -> None:
+    """`ioasid groups --save` of the live host (as root) loads back to the kernel's groups and
+    boots the simulator to them."""
+    from pathlib import Path
+
+    from ioasid.cli.groups import save
+    from ioasid.kernel.machine import Kernel
+    from ioasid.topology import load
+
+    if os.geteuid() != 0:
+        pytest.fail("needs root to read full PCI config space (the oracle guest runs as root)")
+    assert isinstance(tmp_path, Path)
+    out = tmp_path / "host.yaml"
+    save(from_sysfs("/sys"), out)
+    saved = load(out)
+    assert not saved.partial and saved.acs_ctrl_measured
+    cmp = compare_with_kernel(group(saved))
+    assert cmp["partition_matches"] and cmp["numbers_match"], cmp
+    kern = Kernel(saved)
+    assert {frozenset(g.members) for g in kern.groups.values()} == {
+        frozenset(map(str, g.devices)) for g in group(from_sysfs("/sys")).groups
+    }

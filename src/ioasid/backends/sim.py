@@ -174,7 +174,9 @@ class SimHandle:
             raise OSError(errno.ENODEV, f"{self.path}: mmap is not supported")
         with self.kernel.lock:
             new_syscall()
-            mapping: _mmap.mmap = fops_mmap(length, prot, flags, offset)
+            if offset % _mmap.PAGESIZE:
+                raise OSError(errno.EINVAL, f"mmap: offset {offset:#x} is not page aligned")
+            mapping: _mmap.mmap = fops_mmap(length, prot, flags, offset // _mmap.PAGESIZE)
             return mapping
 
     def close(self) -> None:

@@ -8,7 +8,8 @@ would give. The placeholder's inode says which simulated file a descriptor refer
 share it as the kernel shares a ``struct file``. The supervisor keeps no descriptor of it; an
 inotify watch on its inode ends (``IN_IGNORED``) when the last descriptor and mapping went
 (close, exit, exec with ``O_CLOEXEC``): that is the file's ``release``, run before the
-supervisor serves the program's next call.
+supervisor serves the program's next call. What still tells a placeholder from the real
+file is ``fstat`` (a regular file, not a character device or an anonymous inode).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ log = logging.getLogger("ioasid.bridge")
 
 _EVENT = struct.Struct("iIII")
 
+PLACEHOLDER_SIZE = 1 << 46
+"""A placeholder's (sparse) size: ``fstat`` shows a regular file, and programs that check a
+mapping against its size (Python's ``mmap``) must not refuse one the kernel would make,
+VFIO region offsets (index << 40) included."""
+
 
 @dataclass(eq=False)
 class Placeholder:
@@ -60,15 +66,13 @@ class OpenFiles:
         self.inotify = inotify_init()
         self.by_key: dict[tuple[int, int], Placeholder] = {}
         self._by_wd: dict[int, Placeholder] = {}
-        self.with_data = 0
-        """Placeholders whose file has ``read``/``write``: while 0, those calls go straight
-        back to the real kernel."""
 
     def create(self, name: str, file: object) -> tuple[int, Placeholder]:
         """A new placeholder for ``file``: this process's descriptor of it (close it once
         it is installed in the program) and its record."""
         fd = os.memfd_create(f"ioasid:{name}", os.MFD_CLOEXEC)
         try:
+            os.ftruncate(fd, PLACEHOLDER_SIZE)
             st = os.fstat(fd)
             wd = inotify_watch_fd(self.inotify, fd)
         except OSError:
@@ -77,8 +81,6 @@ class OpenFiles:
         ph = Placeholder(file, name, (st.st_dev, st.st_ino), wd)
         self.by_key[ph.key] = ph
         self._by_wd[wd] = ph
-        if _has_data_ops(ph.ops):
-            self.with_data += 1
         return fd, ph
 
     def lookup(self, tid: int, fd: int) -> Placeholder | None:
@@ -111,16 +113,10 @@ class OpenFiles:
             return
         if self.by_key.get(ph.key) is ph:
             del self.by_key[ph.key]
-        if _has_data_ops(ph.ops):
-            self.with_data -= 1
         self._release(ph)
 
     def close(self) -> None:
         os.close(self.inotify)
-
-
-def _has_data_ops(ops: object) -> bool:
-    return any(hasattr(ops, op) for op in ("read", "write", "pread", "pwrite"))
 
 
 class ProgramFiles:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import mmap
 import os
 import re
 import resource
@@ -110,6 +111,16 @@ class _PendingPoll:
     deadline: float | None
 
 
+@dataclass(eq=False)
+class _Mapping:
+    """A region of a simulated file mapped by the program: our mapping of it holds the
+    kernel's reference (``iommufd_fops_vma_open``) until the program's is gone."""
+
+    key: tuple[int, int]
+    offset: int
+    region: mmap.mmap
+
+
 DEFAULT_POLLMASK = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
 
 
@@ -125,6 +136,8 @@ class Program:
     tids: set[int] = field(default_factory=set)
     fail_nth: dict[int, int] = field(default_factory=dict)
     """``fail_nth`` of each thread but the one being served."""
+    mappings: list[_Mapping] = field(default_factory=list)
+    """Regions of simulated files the program mapped, while it maps them."""
     exec_auxv: bytes | None = None
     """Set while an ``execve`` may be replacing the mm: the old ``/proc/<pid>/auxv``."""
 
@@ -272,6 +285,9 @@ class Supervisor:
             if prog.task.mm.alive:
                 self.kernel.processes.exit(prog.task)
             prog.aspace.gone()
+            for m in prog.mappings:
+                m.region.close()
+            prog.mappings.clear()
 
     def _exited(self, prog: Program) -> None:
         self._mm_gone(prog)
@@ -478,6 +494,9 @@ class Supervisor:
         if ioctl is None:
             raise OSError(errno.ENOTTY, f"{ph.name}: no ioctl")
         cmd, arg = a[1] & 0xFFFFFFFF, a[2]
+        if prog.mappings:
+            new_syscall()
+            self._unmapped(prog)
         return self._enter(prog, tid, n.id, lambda: ioctl(cmd, arg))
 
     def _file_pos(self, prog: Program, fd: int, advance: int | None = None) -> int:
@@ -498,7 +517,7 @@ class Supervisor:
         return self._enter(prog, tid, nid, call)
 
     def _read(self, n: sc.Notif, prog: Program, tid: int) -> object:
-        if not self.files.with_data:
+        if not self.files.by_key:
             return None
         a = n.data.args
         fd = _s32(a[0])
@@ -520,7 +539,7 @@ class Supervisor:
         return len(data)
 
     def _write(self, n: sc.Notif, prog: Program, tid: int) -> object:
-        if not self.files.with_data:
+        if not self.files.by_key:
             return None
         a = n.data.args
         fd = _s32(a[0])
@@ -541,27 +560,38 @@ class Supervisor:
         raise OSError(errno.ESPIPE if positional else errno.EINVAL, f"{ph.name}: no write")
 
     def _mmap(self, n: sc.Notif, prog: Program, tid: int) -> object:
-        """``mmap`` of a simulated file: its ``mmap(length, prot, flags, pgoff)`` checks the
-        request and returns the bytes to map, which go into the placeholder at that offset;
-        the real kernel then maps the placeholder. A file without ``mmap`` is ``ENODEV``."""
+        """``mmap`` of a simulated file: its ``mmap(length, prot, flags, offset)`` checks the
+        request and maps the region (``iommufd_fops_mmap``: the mapping holds a reference on
+        the region's owner); the region's bytes go into the placeholder at that offset and
+        the real kernel maps the placeholder. The program sees the bytes as they were at
+        ``mmap`` (a copy, not shared pages). A file without ``mmap`` is ``ENODEV``."""
         a = n.data.args
         fd = _s32(a[4])
         ph = self.files.lookup(tid, fd)
         if ph is None:
             return None
-        mmap = getattr(ph.ops, "mmap", None)
-        if mmap is None:
+        mmap_op = getattr(ph.ops, "mmap", None)
+        if mmap_op is None:
             raise OSError(errno.ENODEV, f"{ph.name}: no mmap")
         length, prot, flags, offset = a[1], a[2], a[3], a[5]
-        data = self._enter(prog, tid, n.id, lambda: mmap(length, prot, flags, offset // PAGE_SIZE))
+        region = self._enter(prog, tid, n.id, lambda: mmap_op(length, prot, flags, offset))
         local = sc.pidfd_getfd(prog.pidfd, fd)
         try:
-            if os.fstat(local).st_size < offset + length:
-                os.ftruncate(local, offset + length)
-            os.pwrite(local, bytes(data), offset)
+            os.pwrite(local, region[:], offset)
         finally:
             os.close(local)
+        prog.mappings.append(_Mapping(ph.key, offset, region))
         return None
+
+    def _unmapped(self, prog: Program) -> None:
+        """Close our side of every region mapping the program no longer has (``munmap``,
+        or a failed ``mmap``): the kernel's ``vma_close`` drops the owner's reference at
+        the next entry."""
+        vmas = {(v.inode, v.offset) for v in prog.aspace.vmas()}
+        for m in list(prog.mappings):
+            if (m.key[1], m.offset) not in vmas:
+                prog.mappings.remove(m)
+                m.region.close()
 
     # poll ---------------------------------------------------------------------------------
 
@@ -609,7 +639,7 @@ class Supervisor:
         ready or the timeout is 0; else answered when it becomes ready (after a call of
         another thread or process) or at the timeout. ``ppoll``'s signal mask is not
         applied while we wait. Without a simulated file among the fds: the real kernel."""
-        if not self.files.with_data:
+        if not self.files.by_key:
             return None
         a = n.data.args
         addr, nfds = a[0], a[1]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import ParamSpec
 
 from ioasid import __version__
 
@@ -42,6 +45,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_P = ParamSpec("_P")
+
+SIGPIPE_STATUS = 128 + 13
+"""What a shell reports for a tool killed by ``SIGPIPE`` (Python ignores the signal)."""
+
+
+def _quiet_on_broken_pipe(fn: Callable[_P, int]) -> Callable[_P, int]:
+    """End quietly when the reader goes away (``ioasid groups --json | head -1``), as Unix
+    tools do, instead of a ``BrokenPipeError`` traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> int:
+        try:
+            status = fn(*args, **kwargs)
+            sys.stdout.flush()  # the last buffered write would fail at exit, out of reach
+            return status
+        except BrokenPipeError:
+            # the interpreter flushes stdout once more at exit: give it somewhere to go
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return SIGPIPE_STATUS
+
+    return wrapper
+
+
+@_quiet_on_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -57,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ioasid.cli import run as run_cmd
 
         return run_cmd.run(args)
-    parser.print_help()
-    return 0
+    parser.print_help(sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

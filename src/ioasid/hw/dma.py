@@ -19,6 +19,9 @@ from typing import Protocol
 from .iommu import IommuUnit
 from .pagetable.base import Access, FaultReason, Translation
 
+FAULT_LOG_MAX = 256
+"""Fault records an engine keeps (the newest); older ones are dropped."""
+
 
 class PhysMemory(Protocol):
     """Physical memory as DMA sees it. In the simulator a PA is the host virtual address
@@ -83,6 +86,8 @@ class DmaEngine:
     ) -> DmaFault:
         record = FaultRecord(self.rid, pasid, iova, access, reason, level)
         self.faults.append(record)
+        if len(self.faults) > FAULT_LOG_MAX:  # a fault log, not a leak
+            del self.faults[0]
         return DmaFault(record, transferred)
 
     def _check_pasid(self, iova: int, access: Access, pasid: int | None) -> None:

@@ -35,7 +35,7 @@ from .pagetable.base import (
 )
 from .pagetable.mock import MockPageTable, _mock_default_pgsize_bitmap
 from .pagetable.nested import NestedPageTable, PhysMemory, Stage1
-from .pagetable.radix import RadixPageTable
+from .pagetable.radix import IntArray, RadixPageTable
 from .pagetable.vtd import SZ_1G, SZ_2M, SZ_4K, VtdSecondStage
 
 IOMMU_NO_PASID = 0
@@ -206,9 +206,13 @@ class Domain:
     def units(self) -> tuple[IommuUnit, ...]:
         return tuple(self._units)
 
-    def map(self, iova: int, pa: int, size: int, prot: Prot) -> None:
-        """``iommu_map()``: see :meth:`RadixPageTable.map`."""
-        self.pagetable.map(iova, pa, size, prot)
+    def map(
+        self, iova: int, pa: int, size: int, prot: Prot, *, max_pgsize: int | None = None
+    ) -> None:
+        """``iommu_map()``: see :meth:`RadixPageTable.map`. ``max_pgsize`` maps with no
+        leaf larger than it, as that many ``iommu_map()`` calls of ``max_pgsize`` each
+        would (iommufd's ``batch_iommu_map_small`` with huge pages disabled)."""
+        self.pagetable.map(iova, pa, size, prot, max_pgsize=max_pgsize)
 
     def unmap(self, iova: int, length: int) -> int:
         """``iommu_unmap()``: unmap, then invalidate the IOTLB of every attached unit for
@@ -253,11 +257,20 @@ class Domain:
     ) -> list[tuple[int, int]]:
         """The dirty ranges of ``[iova, iova+length)``; cleared leaves are flushed from the
         IOTLBs (so the next write walks and sets D again), as the kernel's gather does."""
-        ranges = self.pagetable.read_and_clear_dirty(iova, length, no_clear=no_clear)
-        if not no_clear:
-            for start, size in ranges:
-                self.flush_iotlb(start, size)
-        return ranges
+        starts, ends = self.read_and_clear_dirty_runs(iova, length, no_clear=no_clear)
+        return [(s, e - s) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+
+    def read_and_clear_dirty_runs(
+        self, iova: int, length: int, *, no_clear: bool = False
+    ) -> tuple[IntArray, IntArray]:
+        """:meth:`read_and_clear_dirty` as arrays of run starts and ends. The cleared
+        leaves are flushed in one invalidation of the span they cover, as the kernel's
+        ``iommu_iotlb_gather`` accumulates one range and syncs it once."""
+        starts, ends = self.pagetable.read_and_clear_dirty_runs(iova, length, no_clear=no_clear)
+        if not no_clear and starts.size:
+            first = int(starts[0])
+            self.flush_iotlb(first, int(ends[-1]) - first)
+        return starts, ends
 
     def set_dirty(self, iova: int) -> bool:
         """The generic pt ``set_dirty`` behind ``IOMMU_TEST_OP_DIRTY``."""

@@ -15,6 +15,7 @@ import errno
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from ioasid import uapi
 from ioasid.hw.iommu import Domain as HwDomain
@@ -63,14 +64,18 @@ class IommuDomain:
         small: bool = False,
     ) -> None:
         done = 0
+        hw_prot = Prot(prot)
         try:
             for pa, n in pages.phys_runs(self.phys, first_byte, length):
-                if small:
+                if not small:
+                    self.hw.map(iova + done, pa, n, hw_prot)
+                elif (iova + done) % PAGE_SIZE == 0 and pa % PAGE_SIZE == 0:
+                    # batch_iommu_map_small: one iommu_map per PAGE_SIZE, written by runs
+                    self.hw.map(iova + done, pa, n, hw_prot, max_pgsize=PAGE_SIZE)
+                else:
                     for off in range(0, n, PAGE_SIZE):
                         k = min(PAGE_SIZE - (pa + off) % PAGE_SIZE, n - off)
-                        self.hw.map(iova + done + off, pa + off, k, Prot(prot))
-                else:
-                    self.hw.map(iova + done, pa, n, Prot(prot))
+                        self.hw.map(iova + done + off, pa + off, k, hw_prot)
                 done += n
         except HwError as exc:
             if done:
@@ -360,60 +365,72 @@ def hwpt_get_dirty_bitmap(ucmd: Ucmd) -> int:
         fail(errno.EOPNOTSUPP, f"HWPT {hwpt.id} has no dirty ops")
     no_clear = bool(cmd.flags & uapi.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR)
     last_iova = cmd.iova + cmd.length - 1
-    ranges: list[tuple[int, int]] = []
+    starts: list[npt.NDArray[np.int64]] = []
+    ends: list[npt.NDArray[np.int64]] = []
     cur = cmd.iova
     for area in iopt.area_iter(cmd.iova, last_iova):
         if area.iova > cur or area.pages is None:
             break
         last = min(last_iova, area.last)
-        ranges += domain.hw.read_and_clear_dirty(cur, last - cur + 1, no_clear=no_clear)
+        runs = domain.hw.read_and_clear_dirty_runs(cur, last - cur + 1, no_clear=no_clear)
+        starts.append(runs[0])
+        ends.append(runs[1])
         cur = last + 1
         if cur > last_iova:
             break
-    if ranges:
-        _bitmap_set(ucmd, cmd.data, cmd.iova, cmd.length, cmd.page_size, ranges)
+    if starts:
+        dirty_starts, dirty_ends = np.concatenate(starts), np.concatenate(ends)
+        _bitmap_set(ucmd, cmd.data, cmd.iova, cmd.length, cmd.page_size, dirty_starts, dirty_ends)
     return 0
 
 
 def _bitmap_set(
-    ucmd: Ucmd, data: int, iova: int, length: int, page_size: int, ranges: list[tuple[int, int]]
+    ucmd: Ucmd,
+    data: int,
+    iova: int,
+    length: int,
+    page_size: int,
+    starts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
 ) -> None:
-    """``iova_bitmap_set`` for each dirty range the driver reported (a whole leaf, which may
-    start before ``iova`` or end past the requested length), as 7.3 does it:
+    """``iova_bitmap_set`` for each dirty range ``[starts[k], ends[k])`` the driver
+    reported (a whole leaf, which may start before ``iova`` or end past the requested
+    length), as 7.3 does it:
 
     * a range starting below ``iova`` is dropped (``iova_bitmap_advance_to`` fails);
     * a range starting at or past the bitmap's last u64 word is dropped too;
     * otherwise its bits are set up to its end, clamped only by the end of the last page of
       user memory holding the bitmap — bits past ``length`` in that page get set.
 
-    Bit *i* of the little-endian u64 array covers ``iova + i * page_size``.
+    Bit *i* of the little-endian u64 array covers ``iova + i * page_size``. All ranges at
+    once: one read and one write of the bitmap bytes they touch.
     """
+    if not starts.size or iova > int(starts.max()):
+        return
     pgshift = page_size.bit_length() - 1
     total_words = ((length - 1) >> pgshift) // 64 + 1
     end = data + total_words * 8
     max_bit = ((end + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE - data) * 8 - 1
-    bits: list[tuple[int, int]] = []
-    for start, size in ranges:
-        if start < iova:
-            continue
-        first = (start - iova) >> pgshift
-        if first // 64 >= total_words:
-            continue
-        last = min((start + size - 1 - iova) >> pgshift, max_bit)
-        bits.append((first, last))
-    if not bits:
+    max_bit = min(max_bit, 1 << 62)  # no range reaches it; keeps the clamp in int64
+    keep = starts >= iova
+    first = (starts[keep] - iova) >> pgshift
+    last = (ends[keep] - 1 - iova) >> pgshift
+    inside = first // 64 < total_words
+    first, last = first[inside], np.minimum(last[inside], max_bit)
+    if not first.size:
         return
-    lo_byte = min(f for f, _ in bits) // 8
-    hi_byte = max(last for _, last in bits) // 8 + 1
+    lo_byte = int(first.min()) // 8
+    hi_byte = int(last.max()) // 8 + 1
     kernel = ucmd.ictx.kernel
     try:
         buf = np.frombuffer(
             kernel.copy_from_user(data + lo_byte, hi_byte - lo_byte), dtype=np.uint8
         ).copy()
-        mask = np.zeros((hi_byte - lo_byte) * 8, dtype=np.uint8)
-        for first, last in bits:
-            mask[first - lo_byte * 8 : last - lo_byte * 8 + 1] = 1
-        buf |= np.packbits(mask, bitorder="little")
+        # +1 where a range begins, -1 past where it ends: covered bits have a positive sum
+        step = np.zeros((hi_byte - lo_byte) * 8 + 1, dtype=np.int8)
+        np.add.at(step, first - lo_byte * 8, 1)
+        np.add.at(step, last - lo_byte * 8 + 1, -1)
+        buf |= np.packbits(np.cumsum(step[:-1], dtype=np.int8) > 0, bitorder="little")
         kernel.copy_to_user(data + lo_byte, buf.tobytes())
     except OSError:
         return

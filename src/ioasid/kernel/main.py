@@ -23,6 +23,7 @@ import errno
 import mmap
 
 from ioasid import uapi
+from ioasid.hw.memory import PAGE_SIZE
 from ioasid.kernel.dispatch import TABLE, TABLE_SIZE
 from ioasid.kernel.errors import KernelError, fail
 from ioasid.kernel.private import IommufdCtx, Machine, Ucmd, check_zeroed_user
@@ -72,9 +73,9 @@ class IommufdFile:
     def ioctl(self, cmd: int, arg: int) -> int:
         return iommufd_fops_ioctl(self.ictx, cmd, arg)
 
-    def mmap(self, length: int, prot: int, flags: int, offset: int) -> mmap.mmap:
-        """``iommufd_fops_mmap``."""
-        return fops_mmap(self.ictx, length, prot, flags, offset)
+    def mmap(self, length: int, prot: int, flags: int, pgoff: int) -> mmap.mmap:
+        """``iommufd_fops_mmap`` of ``vma->vm_pgoff`` (the file offset in pages)."""
+        return fops_mmap(self.ictx, length, prot, flags, pgoff * PAGE_SIZE)
 
     def release(self) -> None:
         self.ictx.release()

@@ -664,15 +664,7 @@ def dirty(ucmd: Ucmd) -> int:
     if not hw.dirty_tracking:
         fail(errno.EINVAL, f"DIRTY: dirty tracking is not enabled on HWPT {hwpt.id}")
     bitmap = ucmd.ictx.kernel.copy_from_user(uptr, (nmax + 7) // 8)
-    count = 0
-    for byte_index, byte in enumerate(bitmap):
-        if not byte:
-            continue
-        for bit in range(8):
-            i = byte_index * 8 + bit
-            if i < nmax and byte >> bit & 1:
-                hw.set_dirty(iova + i * page_size)
-                count += 1
+    count = hw.pagetable.set_dirty_bitmap(iova, page_size, bitmap, nmax)
     cmd.dirty.out_nr_dirty = count
     ucmd.respond()
     return 0

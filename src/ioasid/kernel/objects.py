@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import heapq
+from collections.abc import Callable
 from enum import IntEnum
 from typing import TypeVar
 
@@ -56,10 +57,17 @@ _TOMBSTONE = object()
 T = TypeVar("T", bound=IommufdObject)
 
 
-class ObjectTable:
-    """``ictx->objects``."""
+def _never() -> bool:
+    return False
 
-    def __init__(self) -> None:
+
+class ObjectTable:
+    """``ictx->objects``. ``should_fail`` is the context's fault point (``fail_nth``): it
+    is asked where 7.3 can fail an allocation (``iommufd_object_alloc``'s ``kzalloc``:
+    ENOMEM) and a lookup (``iommufd_get_object``'s ``iommufd_should_fail()``: ENOENT)."""
+
+    def __init__(self, should_fail: Callable[[], bool] = _never) -> None:
+        self.should_fail = should_fail
         self._slots: dict[int, object] = {}
         self._free: list[int] = []
         self._high = 0
@@ -81,6 +89,9 @@ class ObjectTable:
 
     def alloc(self, obj: T) -> T:
         """Reserve the lowest free id for ``obj``; invisible until :meth:`finalize`."""
+        if self.should_fail():
+            obj.destroy()
+            fail(errno.ENOMEM, f"fail-nth: allocating a {type(obj).__name__} failed")
         obj.id = self._alloc_id()
         self._slots[obj.id] = _PENDING
         return obj
@@ -96,6 +107,8 @@ class ObjectTable:
 
     def get(self, obj_id: int, obj_type: type[T], what: str = "") -> T:
         """``iommufd_get_object``: a typed lookup; a wrong type is as missing as no object."""
+        if self.should_fail():
+            fail(errno.ENOENT, f"fail-nth: the lookup of object {obj_id} failed")
         obj = self._slots.get(obj_id)
         if not isinstance(obj, obj_type):
             name = what or obj_type.__name__

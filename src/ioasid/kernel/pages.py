@@ -23,6 +23,7 @@ from sortedcontainers import SortedDict
 
 from ioasid.hw.memory import PAGE_SIZE, PhysMap, SelfAddressSpace
 from ioasid.kernel.errors import fail
+from ioasid.kernel.fail_nth import should_fail
 from ioasid.kernel.process import CAP_IPC_LOCK, MmStruct, Task, UserStruct
 from ioasid.kernel.rangecount import RangeCount
 
@@ -265,8 +266,12 @@ class IoptPages:
         if newly:
             self.npinned += newly
             try:
+                if should_fail(self.source_task):
+                    fail(errno.EFAULT, "fail-nth: pfn_reader_user_pin failed")
                 for a, b in runs:
                     self._check_source(a, b)
+                if should_fail(self.source_task):
+                    fail(errno.ENOMEM, "fail-nth: pfn_reader_user_update_pinned failed")
                 self.update_pinned(newly, inc=True)
             except OSError:
                 self.pins.add(first, last, -1)

@@ -24,6 +24,7 @@ from ioasid.hw.iommu import IommuUnit
 from ioasid.hw.memory import PAGE_SIZE, PhysMap
 from ioasid.kernel.anon_inode import AnonInodes
 from ioasid.kernel.errors import fail
+from ioasid.kernel.fail_nth import should_fail
 from ioasid.kernel.objects import ObjectTable
 from ioasid.kernel.pages import AccountMode
 from ioasid.kernel.process import MmStruct, Processes
@@ -90,7 +91,7 @@ class IommufdCtx:
 
     def __init__(self, kernel: Machine, vfio_container: bool = False) -> None:
         self.kernel = kernel
-        self.objects = ObjectTable()
+        self.objects = ObjectTable(lambda: should_fail(kernel.processes.current))
         # iommufd_fops_open(): /dev/vfio/vfio defaults to VFIO's MM accounting
         self.account_mode = AccountMode.MM if vfio_container else AccountMode.NONE
         self.vfio_ioas: Any = None

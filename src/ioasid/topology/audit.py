@@ -82,6 +82,8 @@ def viability(topo: Topology, g: IommuGroup) -> Viability:
 
 
 _RR_UF = int(AcsFlag.RR | AcsFlag.UF)
+_RR = int(AcsFlag.RR)
+_UF_BIT = int(AcsFlag.UF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,16 +124,25 @@ def _eetlp_prefix_max(topo: Topology, bdf: Bdf, memo: dict[Bdf, bool | None]) ->
 
 
 def pasid_eligibility(
-    acs: AcsState, bdf: Bdf, _memo: dict[Bdf, bool | None] | None = None
+    acs: AcsState,
+    bdf: Bdf,
+    _memo: dict[Bdf, bool | None] | None = None,
+    _verdicts: dict[Bdf, PasidVerdict] | None = None,
 ) -> PasidVerdict:
-    """Would ``pci_enable_pasid()`` succeed (as far as the PCI side decides)?"""
+    """Would ``pci_enable_pasid()`` succeed (as far as the PCI side decides)? ``_memo`` and
+    ``_verdicts`` carry work between calls over one fabric (a PF's verdict serves its VFs)."""
     topo = acs.topo
     f = topo.functions[bdf]
     memo = {} if _memo is None else _memo
     if f.is_virtfn:
         if f.physfn is None or f.physfn not in topo.functions:
             return PasidVerdict(bdf, False, "VF whose PF is unknown: VFs use the PF's PASID")
-        pv = pasid_eligibility(acs, f.physfn, memo)
+        pv_got = None if _verdicts is None else _verdicts.get(f.physfn)
+        if pv_got is None:
+            pv_got = pasid_eligibility(acs, f.physfn, memo)
+            if _verdicts is not None:
+                _verdicts[f.physfn] = pv_got
+        pv = pv_got
         return PasidVerdict(
             bdf,
             pv.eligible,
@@ -232,14 +243,15 @@ def p2p_domains(topo: Topology, acs: AcsState | None = None) -> list[P2PDomain]:
 
     # ports on each bus, for the "no RR: peers reachable" rule
     ports_by_bus: dict[tuple[int, int], list[Bdf]] = {}
-    for b in order:
-        f = fns[b]
-        if f.pcie_type in (PcieType.DOWNSTREAM, PcieType.ROOT_PORT) and b in topo.secondary:
+    bridges = [b for b in order if b in topo.secondary]  # the rules below are about them
+    ports = (PcieType.DOWNSTREAM, PcieType.ROOT_PORT)
+    for b in bridges:
+        if fns[b].pcie_type in ports:
             ports_by_bus.setdefault((b.domain, b.bus), []).append(b)
-    for b in order:
+    for b in bridges:
         f = fns[b]
-        if f.pcie_type in (PcieType.DOWNSTREAM, PcieType.ROOT_PORT) and b in topo.secondary:
-            rr = acs.acs_enabled(b, AcsFlag.RR)
+        if f.pcie_type in ports:
+            rr = acs.acs_enabled(b, _RR)
             if not rr.ok:
                 sibs = [s for s in ports_by_bus[(b.domain, b.bus)] if s != b]
                 what = (
@@ -260,7 +272,7 @@ def p2p_domains(topo: Topology, acs: AcsState | None = None) -> list[P2PDomain]:
                             f"{what} ({rr.rule})",
                         )
                     )
-            uf_v = acs.acs_enabled(b, AcsFlag.UF)
+            uf_v = acs.acs_enabled(b, _UF_BIT)
             if not uf_v.ok:
                 collapsed.add(b)
                 events.append(
@@ -270,9 +282,7 @@ def p2p_domains(topo: Topology, acs: AcsState | None = None) -> list[P2PDomain]:
                         "back down without reaching the IOMMU",
                     )
                 )
-        elif b in topo.secondary and (
-            not f.is_pcie or f.pcie_type in (PcieType.PCI_BRIDGE, PcieType.PCIE_BRIDGE)
-        ):
+        elif not f.is_pcie or f.pcie_type in (PcieType.PCI_BRIDGE, PcieType.PCIE_BRIDGE):
             collapsed.add(b)
             uf.union(idx[b], tok(b))
             events.append(
@@ -320,8 +330,9 @@ def p2p_domains(topo: Topology, acs: AcsState | None = None) -> list[P2PDomain]:
         if b in collapsed and t is not None:
             uf.union(tok(b), tok(t))
     comps: dict[int, list[Bdf]] = {}
-    for b in order:
-        comps.setdefault(uf.find(idx[b]), []).append(b)
+    find = uf.find
+    for i, b in enumerate(order):  # idx[b] == i
+        comps.setdefault(find(i), []).append(b)
     why: dict[int, list[str]] = {}
     for node, text in events:
         r = uf.find(node)
@@ -464,11 +475,14 @@ def report(
 def _report(gr: Grouping, acs_override: AcsOverride | str | None, p2p: bool) -> dict[str, Any]:
     topo = gr.topology
     acs = gr.acs
+    fns = topo.functions
     memo: dict[Bdf, bool | None] = {}
+    verdicts: dict[Bdf, PasidVerdict] = {}
     groups_j: list[dict[str, Any]] = []
     for g in gr.groups:
         v = viability(topo, g)
-        kgs = {topo.functions[b].kernel_group for b in g.devices}
+        kgs = {fns[b].kernel_group for b in g.devices}
+        reasons = gr.group_reasons(g)
         groups_j.append(
             {
                 "id": g.id,
@@ -477,14 +491,15 @@ def _report(gr: Grouping, acs_override: AcsOverride | str | None, p2p: bool) -> 
                 "blockers": [{"device": str(b), "driver": d} for b, d in v.blockers],
                 "certain": g.certain,
                 "anchor": str(gr.decisions[g.devices[0]].anchor or g.devices[0]),
-                "reasons": [r.detail for r in gr.group_reasons(g)],
-                "reason_details": [r.to_json() for r in gr.group_reasons(g)],
+                "reasons": [r.detail for r in reasons],
+                "reason_details": [r.to_json() for r in reasons],
                 "kernel_group": kgs.pop() if len(kgs) == 1 else None,
             }
         )
     devices_j = []
-    for f in topo:
-        pv = pasid_eligibility(acs, f.bdf, memo) if f.iommu else None
+    for b in topo.order:
+        f = fns[b]
+        pv = pasid_eligibility(acs, b, memo, verdicts) if f.iommu else None
         devices_j.append(
             {
                 "bdf": str(f.bdf),

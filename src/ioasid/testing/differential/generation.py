@@ -718,7 +718,7 @@ class Generator(StructAware):
     def _gen_replace(self) -> Call:
         dev, dnote = self._pick_dev()
         pt, pnote = self._pick_pt()
-        if self.nested and self.rng.random() < 0.2:
+        if self.nested and self.rng.random() < (0.5 if self.vdevs else 0.2):
             pt, pnote = self.rng.choice(sorted(self.nested)), "nested HWPT"
         return self._test(
             "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE",
@@ -1139,7 +1139,11 @@ class Generator(StructAware):
         )
 
     def _gen_trigger_vevent(self) -> Call:
-        dev, note = self._pick_idev()
+        on_nested = [d.idev for d in self.devs.values() if d.hwpt in self.nested]
+        if on_nested and self.rng.random() < 0.8:
+            dev, note = self.rng.choice(sorted(on_nested)), "attached to a nested HWPT"
+        else:
+            dev, note = self._pick_idev()
         return self._test("IOMMU_TEST_OP_TRIGGER_VEVENT", {"trigger_vevent.dev_id": dev}, note=note)
 
     def _gen_trigger_iopf(self) -> Call:

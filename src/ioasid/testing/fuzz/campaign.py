@@ -210,6 +210,8 @@ def _run_thread(
             if trace:
                 tracemalloc.reset_peak()
                 base = tracemalloc.get_traced_memory()[0]
+            # this thread's CPU time: waiting for the kernel lock held by another thread, or
+            # for a loaded machine, is not work the call did
             t0 = time.thread_time()
             out = execute(env.handle, mem, call, fds, env.files)
             dt = time.thread_time() - t0
