@@ -45,8 +45,9 @@ FD_KINDS: tuple[str, ...] = (
 ``fault2``, ``veventq1``): this handle, a memfd, ``/dev/null``, an eventfd, a closed
 number, another iommufd, the VFIO container, the device cdev."""
 
-ACYCLIC_FDS = ("memfd", "fd:null", "fd:eventfd", "fd:closed", "fd:iommufd2", "fd:vfio")
-"""The fds an area may hold without holding the handle's context."""
+ACYCLIC_FDS = ("memfd", "fd:null", "fd:eventfd", "fd:iommufd2", "fd:vfio")
+"""The fds an area may hold without holding the handle's context (not ``fd:closed``: its
+number is soon an access's or an event queue's)."""
 
 ID_FIELDS = frozenset({"id", "object_id", "pt_id", "dev_id", "fault_id", "viommu_id"})
 IOVA_FIELDS = frozenset(
