@@ -163,6 +163,7 @@ class StructAware(Model):
         ("vfio_compat", 5),
         ("vfio_steered", 6),
         ("sim_dma", 3),
+        ("pasid_steered", 4),
         ("cdev", 10),
         ("random_bytes", 2),
     )
@@ -443,6 +444,28 @@ class StructAware(Model):
         if argsz > ctypes.sizeof(st3):
             call.tail, call.guard = bytes(argsz - ctypes.sizeof(st3)).hex(), 0
         return call
+
+    def _gen_pasid_steered(self) -> Call:
+        """A PASID test op on a PASID-capable mock device, a small PASID and an IOAS or
+        HWPT: attach, replace, check, detach."""
+        pasid_devs = [i for i, d in self.devs.items() if d.flags & uapi.MOCK_FLAGS_DEVICE_PASID]
+        dev = self.rng.choice(sorted(pasid_devs or self.devs) or [0])
+        pasid = self.rng.choice([1, 1, 2, 3, uapi.IOMMU_TEST_PASID_RESERVED, 1 << 20])
+        pasid_hwpts = [h for h, m in self.hwpts.items() if m.flags & uapi.IOMMU_HWPT_ALLOC_PASID]
+        pts = sorted(pasid_hwpts) if pasid_hwpts and self.rng.random() < 0.7 else []
+        pts = pts or sorted(self.ioas) + sorted(self.hwpts)
+        pt = self.rng.choice(pts) if pts else 0
+        op, member, extra = self.rng.choice(
+            [
+                ("IOMMU_TEST_OP_PASID_ATTACH", "pasid_attach", {"pt_id": pt}),
+                ("IOMMU_TEST_OP_PASID_REPLACE", "pasid_replace", {"pt_id": pt}),
+                ("IOMMU_TEST_OP_PASID_CHECK_HWPT", "pasid_check", {"hwpt_id": pt}),
+                ("IOMMU_TEST_OP_PASID_DETACH", "pasid_detach", {}),
+            ]
+        )
+        fields = {"op": getattr(uapi, op), "id": dev, f"{member}.pasid": pasid}
+        fields |= {f"{member}.{k}": v for k, v in extra.items()}
+        return Call(op, uapi.IOMMU_TEST_CMD, fields, note="steered")
 
     def _gen_sim_dma(self) -> Call:
         """A device DMA that can succeed: bound and attached (else it is the fuzz of the
