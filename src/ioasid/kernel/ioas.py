@@ -25,7 +25,7 @@ from ioasid.kernel.io_pagetable import (
 )
 from ioasid.kernel.objects import IommufdObject, ObjType
 from ioasid.kernel.pages import ULONG_MAX, AccountMode, AddressType, DmaBuf, IoptPages, charge
-from ioasid.kernel.private import Ucmd, check_reserved
+from ioasid.kernel.private import USER_CHUNK, Ucmd, check_reserved
 from ioasid.kernel.process import CAP_SYS_RAWIO, CAP_SYS_RESOURCE, Task
 
 U64_MAX = (1 << 64) - 1
@@ -128,10 +128,23 @@ def ioas_allow_iovas(ucmd: Ucmd) -> int:
     kernel = ucmd.ictx.kernel
     size = ctypes.sizeof(uapi.iommu_iova_range)
     allowed: SortedDict = SortedDict()
+    per_copy = USER_CHUNK // size
+    raw = b""
     for i in range(cmd.num_iovas):
-        r = uapi.iommu_iova_range.from_bytes(
-            kernel.copy_from_user(cmd.allowed_iovas + i * size, size)
-        )
+        j = i % per_copy
+        if j == 0:
+            # the ranges a copy at a time; a fault inside one: range by range up to it
+            n = min(per_copy, cmd.num_iovas - i)
+            try:
+                raw = kernel.copy_from_user(cmd.allowed_iovas + i * size, n * size)
+            except OSError:
+                raw = b""
+        if raw:
+            r = uapi.iommu_iova_range.from_buffer_copy(raw, j * size)
+        else:
+            r = uapi.iommu_iova_range.from_bytes(
+                kernel.copy_from_user(cmd.allowed_iovas + i * size, size)
+            )
         if r.start >= r.last:
             fail(
                 errno.EINVAL,

@@ -61,6 +61,7 @@ class UserMemory:
         self._map: mmap.mmap | None = None
         self._pieces: list[tuple[int, int]] = []
         self._zones: dict[int, list[int]] = {}
+        self.memfd = -1
         if devices:
             addr = libc.mmap(
                 size + HPAGE,
@@ -71,9 +72,7 @@ class UserMemory:
                 raise OSError(ctypes.get_errno(), "mmap of the differential region failed")
             self.base = (addr + HPAGE - 1) & ~(HPAGE - 1)
             libc.madvise(self.base, size, libc.MADV_NOHUGEPAGE)
-            fill = HOLE_OFF
-            pattern = numpy.arange(0, fill, 8, dtype="<u8").tobytes()
-            ctypes.memmove(self.base, pattern, fill)
+            self.refill()
             hole = self.base + HOLE_OFF
             libc.munmap(hole, HOLE_LEN)
             self._pieces = [
@@ -90,6 +89,17 @@ class UserMemory:
             self.base = (addr + HPAGE - 1) & ~(HPAGE - 1)
         self.memfd = os.memfd_create("ioasid-differential", os.MFD_CLOEXEC)
         os.ftruncate(self.memfd, memfd_size)
+
+    def refill(self) -> None:
+        """Devices mode: the pattern again below the hole (a run's DMA and access writes
+        change it), and the memfd zeroed, so that a sequence runs the same after others."""
+        if self.devices:
+            pattern = numpy.arange(0, HOLE_OFF, 8, dtype="<u8").tobytes()
+            ctypes.memmove(self.base, pattern, HOLE_OFF)
+        if self.memfd >= 0:
+            size = os.fstat(self.memfd).st_size
+            os.ftruncate(self.memfd, 0)
+            os.ftruncate(self.memfd, size)
 
     def guard_end(self, zone: int) -> int:
         """The end of this thread's guard zone ``zone``: :data:`GUARD_SPAN` writable bytes

@@ -45,6 +45,10 @@ FD_KINDS: tuple[str, ...] = (
 ``fault2``, ``veventq1``): this handle, a memfd, ``/dev/null``, an eventfd, a closed
 number, another iommufd, the VFIO container, the device cdev."""
 
+ACYCLIC_FDS = ("memfd", "fd:null", "fd:eventfd", "fd:iommufd2", "fd:vfio")
+"""The fds an area may hold without holding the handle's context (not ``fd:closed``: its
+number is soon an access's or an event queue's)."""
+
 ID_FIELDS = frozenset({"id", "object_id", "pt_id", "dev_id", "fault_id", "viommu_id"})
 IOVA_FIELDS = frozenset(
     {"iova", "start", "last", "src_iova", "dst_iova", "addr", "nesting_parent_iova", "base_addr"}
@@ -157,6 +161,9 @@ class StructAware(Model):
         ("any_iommufd", 14),
         ("any_test", 10),
         ("vfio_compat", 5),
+        ("vfio_steered", 6),
+        ("sim_dma", 3),
+        ("pasid_steered", 4),
         ("cdev", 10),
         ("random_bytes", 2),
     )
@@ -213,7 +220,7 @@ class StructAware(Model):
 
     def pointer(self, call: Call) -> tuple[str | None, int]:
         """A user pointer: scratch of a random size, N bytes before a guard page, the
-        shared region (or its hole), NULL, a kernel address, the top."""
+        shared region just before its hole (or in it), NULL, a kernel address, the top."""
         r = self.rng.random()
         if r < 0.3:
             call.scratch = self.rng.choice([1, 4, 8, 16, 64, 256, PAGE])
@@ -222,7 +229,8 @@ class StructAware(Model):
             n = self.rng.choice([0, 1, 4, 7, 8, 16, 64, PAGE, GUARD_SPAN])
             return f"guard-{n:#x}", 0
         if r < 0.75:
-            off = self.rng.choice([0, PAGE, self.rng.randrange(0, 32 << 20, PAGE), HOLE_OFF])
+            # near the hole: a kernel reading as far as a length says meets a fault soon
+            off = HOLE_OFF - self.rng.choice([64 << 10, PAGE, 8, 0])
             return f"buf+{off:#x}", 0
         return None, self.rng.choice([0, 1, KERNEL_VA, U64_MAX, U64_MAX - PAGE + 1, 1 << 47])
 
@@ -266,6 +274,12 @@ class StructAware(Model):
         value: int
         if leaf.startswith("out_") or leaf == "reserved" or leaf == "reserved2" or leaf == "last":
             value = 0 if self.rng.random() < 0.9 else self.boundary(bits)
+        elif call.op == "IOMMU_IOAS_MAP_FILE" and leaf == "fd":
+            # an area holds its file: one that holds this context back (an access, an
+            # event queue, the bound cdev, the iommufd itself) is a reference cycle that
+            # 7.3 never frees either, not a finding
+            call.refs[name] = self.rng.choice(ACYCLIC_FDS)
+            return
         elif leaf in ("fd", "iommufd", "dmabuf_fd") or leaf.endswith("_fd"):
             ref, value = self.fd_ref()
             if ref is not None:
@@ -390,6 +404,87 @@ class StructAware(Model):
         self.sized(call, struct_type, ctypes.sizeof(struct_type))
         return call
 
+    def _gen_vfio_steered(self) -> Call:
+        """A VFIO container call that can succeed: the compat IOAS set, TYPE1(v2), a map of
+        the shared region, an unmap, the info with its capabilities."""
+        file = "vfio" if self.rng.random() < 0.3 else ""
+        r = self.rng.random()
+        if r < 0.25 or not self.ioas:
+            ioas = self.rng.choice(sorted(self.ioas)) if self.ioas else 1
+            op = self.rng.choice([uapi.IOMMU_VFIO_IOAS_SET] * 3 + [0, 2])
+            fields = {"ioas_id": ioas, "op": op}
+            return Call("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, fields, file=file, note="steered")
+        if r < 0.35:
+            value = self.rng.choice([uapi.VFIO_TYPE1_IOMMU, uapi.VFIO_TYPE1v2_IOMMU])
+            return Call("VFIO_SET_IOMMU", uapi.VFIO_SET_IOMMU, file=file, value=value)
+        iova = self.window + self.rng.randrange(0, 8 << 22, PAGE)
+        size = self.rng.randint(1, 16) * PAGE
+        if r < 0.7:
+            st = uapi.vfio_iommu_type1_dma_map
+            flags = uapi.VFIO_DMA_MAP_FLAG_READ | uapi.VFIO_DMA_MAP_FLAG_WRITE
+            return Call(
+                "VFIO_IOMMU_MAP_DMA",
+                uapi.VFIO_IOMMU_MAP_DMA,
+                {"argsz": ctypes.sizeof(st), "flags": flags, "iova": iova, "size": size},
+                {"vaddr": f"buf+{self.rng.randrange(0, 32 << 20, PAGE):#x}"},
+                file=file,
+                note="steered",
+            )
+        if r < 0.9:
+            st2 = uapi.vfio_iommu_type1_dma_unmap
+            fields = {"argsz": ctypes.sizeof(st2), "iova": iova, "size": size}
+            if self.rng.random() < 0.2:
+                fields = {"argsz": ctypes.sizeof(st2), "flags": uapi.VFIO_DMA_UNMAP_FLAG_ALL}
+            return Call(
+                "VFIO_IOMMU_UNMAP_DMA", uapi.VFIO_IOMMU_UNMAP_DMA, fields, file=file, note="steered"
+            )
+        st3 = uapi.vfio_iommu_type1_info
+        argsz = self.rng.choice([ctypes.sizeof(st3), 256, 4096])
+        call = Call("VFIO_IOMMU_GET_INFO", uapi.VFIO_IOMMU_GET_INFO, {"argsz": argsz}, file=file)
+        if argsz > ctypes.sizeof(st3):
+            call.tail, call.guard = bytes(argsz - ctypes.sizeof(st3)).hex(), 0
+        return call
+
+    def _gen_pasid_steered(self) -> Call:
+        """A PASID test op on a PASID-capable mock device, a small PASID and an IOAS or
+        HWPT: attach, replace, check, detach."""
+        pasid_devs = [i for i, d in self.devs.items() if d.flags & uapi.MOCK_FLAGS_DEVICE_PASID]
+        dev = self.rng.choice(sorted(pasid_devs or self.devs) or [0])
+        pasid = self.rng.choice([1, 1, 2, 3, uapi.IOMMU_TEST_PASID_RESERVED, 1 << 20])
+        pasid_hwpts = [h for h, m in self.hwpts.items() if m.flags & uapi.IOMMU_HWPT_ALLOC_PASID]
+        pts = sorted(pasid_hwpts) if pasid_hwpts and self.rng.random() < 0.7 else []
+        pts = pts or sorted(self.ioas) + sorted(self.hwpts)
+        pt = self.rng.choice(pts) if pts else 0
+        op, member, extra = self.rng.choice(
+            [
+                ("IOMMU_TEST_OP_PASID_ATTACH", "pasid_attach", {"pt_id": pt}),
+                ("IOMMU_TEST_OP_PASID_REPLACE", "pasid_replace", {"pt_id": pt}),
+                ("IOMMU_TEST_OP_PASID_CHECK_HWPT", "pasid_check", {"hwpt_id": pt}),
+                ("IOMMU_TEST_OP_PASID_DETACH", "pasid_detach", {}),
+            ]
+        )
+        fields = {"op": getattr(uapi, op), "id": dev, f"{member}.pasid": pasid}
+        fields |= {f"{member}.{k}": v for k, v in extra.items()}
+        return Call(op, uapi.IOMMU_TEST_CMD, fields, note="steered")
+
+    def _gen_sim_dma(self) -> Call:
+        """A device DMA that can succeed: bound and attached (else it is the fuzz of the
+        cdev), at a mapped area of an IOAS, through a scratch buffer."""
+        length = self.rng.choice([1, 8, 64, PAGE, 3 * PAGE, 16 * PAGE])
+        areas = [iova for m in self.ioas.values() for iova in m.areas]
+        iova = self.rng.choice(sorted(areas)) if areas else self.window
+        flags = self.rng.choice([0, simapi.IOASID_SIM_DMA_WRITE])
+        st = simapi.ioasid_sim_dma
+        return Call(
+            "IOASID_SIM_DEVICE_DMA",
+            simapi.IOASID_SIM_DEVICE_DMA,
+            {"argsz": ctypes.sizeof(st), "flags": flags, "iova": iova, "length": length},
+            {"uptr": "scratch"},
+            scratch=length,
+            file="cdev",
+            note="steered",
+        )
+
     def _gen_cdev(self) -> Call:
         names, weights = zip(*CDEV_OPS, strict=True)
         op = self.rng.choices(names, weights)[0]
@@ -433,7 +528,9 @@ class StructAware(Model):
         if struct_type is None or call.value is not None:
             return call
         r = self.rng.random()
-        if r < 0.65:
+        if r < 0.15:
+            self.enlarge(call, struct_type)
+        elif r < 0.65:
             leaves = list(leaf_fields(struct_type, _member(call)))
             leaves = [(n, t) for n, t in leaves if n not in ("op", "size", "argsz")]
             if leaves:
@@ -450,6 +547,21 @@ class StructAware(Model):
         else:
             call.guard = self.rng.choice([0, 8])
         return call
+
+    def enlarge(self, call: Call, struct_type: type[uapi.Struct]) -> None:
+        """Every length of ``call`` declared huge, every pointer 64 KiB before the shared
+        region's hole (real, non-zero memory, then a fault): a kernel that works or
+        allocates in proportion to a declared length rather than to what there is shows."""
+        huge = self.rng.choice([1 << 32, 1 << 40, 1 << 45, 1 << 63, U64_MAX & ~(PAGE - 1)])
+        for name, ctype in leaf_fields(struct_type, _member(call)):
+            leaf = name.rpartition(".")[2]
+            bits = ctypes.sizeof(ctype) * 8
+            if (leaf in LEN_FIELDS and leaf != "page_size") or (leaf == "size" and bits == 64):
+                call.fields[name] = huge & ((1 << bits) - 1)
+            elif leaf in PTR_FIELDS and bits == 64 and name in call.refs:
+                call.refs[name] = f"buf+{HOLE_OFF - (64 << 10):#x}"
+                call.scratch = 0
+        call.note = f"huge lengths ({huge:#x}); {call.note}"
 
     def observe_fuzz(self, call: Call, outcome: Json) -> None:
         """Learn the ids and fds a call the model has no kind for returned."""
