@@ -19,7 +19,6 @@ from ioasid import Device, Ioas, Iommufd, uapi
 from ioasid.hw.memory import PAGE_SIZE
 from ioasid.testing import edu, libc
 
-EBADFD = 77
 PROT_RW = mmap.PROT_READ | mmap.PROT_WRITE
 U32_MAX = (1 << 32) - 1
 
@@ -129,7 +128,7 @@ def test_bind_whose_out_devid_faults_is_undone(backend: ModuleType) -> None:
         addr = page + PAGE_SIZE - st.offsetof("out_devid")
         with Iommufd(backend) as fd, backend.open(edu.cdev_path(backend)) as dev:
             ctypes.memmove(addr, bytes(st(argsz=size, iommufd=fd.fileno())), size)
-            assert _mprotect(page + PAGE_SIZE, PAGE_SIZE, mmap.PROT_READ) == 0
+            assert libc.mprotect(page + PAGE_SIZE, PAGE_SIZE, mmap.PROT_READ) == 0
             assert _errno(dev, uapi.VFIO_DEVICE_BIND_IOMMUFD, addr) == errno.EFAULT
             ok = st(argsz=size, iommufd=fd.fileno()).to_bytearray()
             assert _errno(dev, uapi.VFIO_DEVICE_BIND_IOMMUFD, ok) == 0
@@ -150,7 +149,7 @@ def test_attach_whose_pt_id_faults_is_detached(backend: ModuleType) -> None:
             addr = page + PAGE_SIZE - st.offsetof("pt_id")
             size = ctypes.sizeof(st)
             ctypes.memmove(addr, bytes(st(argsz=size, pt_id=ioas.id)), size)
-            assert _mprotect(page + PAGE_SIZE, PAGE_SIZE, mmap.PROT_READ) == 0
+            assert libc.mprotect(page + PAGE_SIZE, PAGE_SIZE, mmap.PROT_READ) == 0
             assert _errno(dev.handle, uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, addr) == errno.EFAULT
             fd.destroy(ioas.id)  # EBUSY if the device were still attached
     finally:
@@ -171,7 +170,7 @@ def test_access_fd_beyond_int_is_ebadfd(backend: ModuleType) -> None:
         ):
             for fd in (1 << 31, U32_MAX):
                 cmd = uapi.iommu_test_cmd(size=ctypes.sizeof(uapi.iommu_test_cmd), op=op, id=fd)
-                assert _errno(h, uapi.IOMMU_TEST_CMD, cmd.to_bytearray()) == EBADFD, (op, fd)
+                assert _errno(h, uapi.IOMMU_TEST_CMD, cmd.to_bytearray()) == errno.EBADFD, (op, fd)
 
 
 def test_dev_check_cache_of_a_vfio_device_is_refused(backend: ModuleType) -> None:
@@ -206,14 +205,6 @@ def test_an_internal_exception_reaches_the_caller_as_oserror(
         assert isinstance(e.value.__cause__, KeyError)
         monkeypatch.undo()
         assert h.ioctl(op.request, uapi.iommu_ioas_alloc(size=12).to_bytearray()) == 0
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-
-
-def _mprotect(addr: int, length: int, prot: int) -> int:
-    return int(_libc.mprotect(addr, length, prot))
 
 
 

@@ -16,7 +16,8 @@ import mmap as _mmap
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ioasid.backends.base import IOCTL_BUFSZ, IoctlArg
 from ioasid.hw.memory import buffer_address, new_syscall
@@ -60,6 +61,29 @@ def reset(topology: str | os.PathLike[str] | Topology | None = None) -> Kernel:
     return _kernel
 
 
+T = TypeVar("T")
+
+_UNTRUSTED = (1, 0)
+"""An empty trusted range: every user address is probed."""
+
+
+def _entry(k: Kernel, call: Callable[[], T], trusted: tuple[int, int] = _UNTRUSTED) -> T:
+    """One system call into the simulated kernel: under its lock, with the caller's own
+    buffer ``[lo, hi)`` as trusted user memory while it runs; an exception that is not an
+    ``OSError`` is a simulator bug and leaves as one (:class:`KernelBug`)."""
+    with k.lock:
+        new_syscall()
+        saved, k.trusted = k.trusted, trusted
+        try:
+            return call()
+        except OSError:
+            raise
+        except Exception as e:
+            raise bug(e) from e
+        finally:
+            k.trusted = saved
+
+
 _local = threading.local()
 _ZEROS = bytes(IOCTL_BUFSZ)
 
@@ -96,47 +120,23 @@ class SimHandle:
         (copied back after the call, on failure too; a ``bytes`` argument gets the copy
         back as the result); a larger mutable buffer is passed as it is."""
         self.fileno()
-        k = self.kernel
+        k, file = self.kernel, self.file
         if isinstance(arg, int):
-            with k.lock:
-                new_syscall()
-                try:
-                    return self.file.ioctl(request, arg)
-                except OSError:
-                    raise
-                except Exception as e:
-                    raise bug(e) from e
+            return _entry(k, lambda: file.ioctl(request, arg))
         view = memoryview(arg).cast("B")
         n = len(view)
         if n > IOCTL_BUFSZ:
             if view.readonly:
                 raise ValueError("ioctl string arg too long")
             addr = buffer_address(view)
-            with k.lock:
-                new_syscall()
-                saved, k.trusted = k.trusted, (addr, addr + n)
-                try:
-                    return self.file.ioctl(request, addr)
-                except OSError:
-                    raise
-                except Exception as e:
-                    raise bug(e) from e
-                finally:
-                    k.trusted = saved
-        with k.lock:
-            new_syscall()
+            return _entry(k, lambda: file.ioctl(request, addr), (addr, addr + n))
+        with k.lock:  # the scratch buffer is filled and read back under the same lock
             scratch, addr = _scratch()
             scratch[:n] = view
             scratch[n:] = _ZEROS[n:]
-            saved, k.trusted = k.trusted, (addr, addr + IOCTL_BUFSZ)
             try:
-                ret = self.file.ioctl(request, addr)
-            except OSError:
-                raise
-            except Exception as e:
-                raise bug(e) from e
+                ret = _entry(k, lambda: file.ioctl(request, addr), (addr, addr + IOCTL_BUFSZ))
             finally:
-                k.trusted = saved
                 out = bytes(scratch[:n])
                 if not view.readonly:
                     view[:] = out
@@ -153,18 +153,14 @@ class SimHandle:
         pread = getattr(self.file, "pread", None)
         if pread is None:
             raise OSError(22, f"{self.path}: pread is not supported")
-        with self.kernel.lock:
-            new_syscall()
-            return bytes(pread(n, offset))
+        return bytes(_entry(self.kernel, lambda: pread(n, offset)))
 
     def pwrite(self, data: bytes, offset: int) -> int:
         self.fileno()
         pwrite = getattr(self.file, "pwrite", None)
         if pwrite is None:
             raise OSError(22, f"{self.path}: pwrite is not supported")
-        with self.kernel.lock:
-            new_syscall()
-            return int(pwrite(data, offset))
+        return int(_entry(self.kernel, lambda: pwrite(data, offset)))
 
     def mmap(self, length: int, prot: int, flags: int, offset: int) -> _mmap.mmap:
         """``mmap(NULL, length, prot, flags, fd, offset)`` of the simulated file."""
@@ -172,12 +168,12 @@ class SimHandle:
         fops_mmap = getattr(self.file, "mmap", None)
         if fops_mmap is None:
             raise OSError(errno.ENODEV, f"{self.path}: mmap is not supported")
-        with self.kernel.lock:
-            new_syscall()
-            if offset % _mmap.PAGESIZE:
-                raise OSError(errno.EINVAL, f"mmap: offset {offset:#x} is not page aligned")
-            mapping: _mmap.mmap = fops_mmap(length, prot, flags, offset // _mmap.PAGESIZE)
-            return mapping
+        if offset % _mmap.PAGESIZE:
+            raise OSError(errno.EINVAL, f"mmap: offset {offset:#x} is not page aligned")
+        mapping: _mmap.mmap = _entry(
+            self.kernel, lambda: fops_mmap(length, prot, flags, offset // _mmap.PAGESIZE)
+        )
+        return mapping
 
     def close(self) -> None:
         """Close the fd and release the file. If the number was already closed behind our
@@ -230,17 +226,11 @@ def _anon_file(fd: int) -> Any:
 
 def fd_read(fd: int, n: int) -> bytes:
     """``read(2)`` of a file the simulated kernel handed out (a fault queue or vEVENTQ)."""
-    file = _anon_file(fd)
-    with kernel().lock:
-        new_syscall()
-        return bytes(file.read(n))
+    return bytes(_entry(kernel(), lambda: _anon_file(fd).read(n)))
 
 
 def fd_write(fd: int, data: bytes) -> int:
-    file = _anon_file(fd)
-    with kernel().lock:
-        new_syscall()
-        return int(file.write(data))
+    return int(_entry(kernel(), lambda: _anon_file(fd).write(data)))
 
 
 def fd_poll(fd: int, events: int, timeout_ms: int) -> int:
