@@ -84,8 +84,9 @@ class OpenFiles:
         return fd, ph
 
     def lookup(self, tid: int, fd: int) -> Placeholder | None:
-        """The placeholder descriptor ``fd`` of thread ``tid`` refers to, if any."""
-        if fd < 0:
+        """The placeholder descriptor ``fd`` of thread ``tid`` refers to, if any (with no
+        placeholder at all, none: no ``stat``)."""
+        if fd < 0 or not self.by_key:
             return None
         try:
             st = os.stat(f"/proc/{tid}/fd/{fd}")

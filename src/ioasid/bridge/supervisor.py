@@ -517,8 +517,6 @@ class Supervisor:
         return self._enter(prog, tid, nid, call)
 
     def _read(self, n: sc.Notif, prog: Program, tid: int) -> object:
-        if not self.files.by_key:
-            return None
         a = n.data.args
         fd = _s32(a[0])
         ph = self.files.lookup(tid, fd)
@@ -539,8 +537,6 @@ class Supervisor:
         return len(data)
 
     def _write(self, n: sc.Notif, prog: Program, tid: int) -> object:
-        if not self.files.by_key:
-            return None
         a = n.data.args
         fd = _s32(a[0])
         ph = self.files.lookup(tid, fd)
