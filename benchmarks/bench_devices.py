@@ -30,10 +30,10 @@ import argparse
 import ctypes
 import mmap
 import time
-from collections.abc import Callable
 
 import numpy as np
 from sortedcontainers import SortedDict
+from timing import cpu_per_call
 
 from ioasid import uapi
 from ioasid.backends import sim
@@ -46,17 +46,6 @@ def ioctl(h: sim.SimHandle, req: int, s: uapi.Struct) -> uapi.Struct:
     b = s.to_bytearray()
     h.ioctl(req, b)
     return type(s).from_bytes(b)
-
-
-def per_call(fn: Callable[[], object], n: int, rounds: int = 5) -> float:
-    """Best CPU seconds per call over ``rounds`` rounds of ``n`` calls."""
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.process_time()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.process_time() - t) / n)
-    return best
 
 
 def mock_domain(h: sim.SimHandle, ioas: int) -> tuple[int, int]:
@@ -116,7 +105,7 @@ def bench_domain_map_unmap(n: int) -> None:
             h.ioctl(uapi.IOMMU_IOAS_MAP, m)
             h.ioctl(uapi.IOMMU_IOAS_UNMAP, u)
 
-        times.append(per_call(pair, 2000))
+        times.append(cpu_per_call(pair, 2000))
     t_bare, t_sim = times
     sd: SortedDict = SortedDict({start + 2 * i * PAGE: i for i in range(n)})
     table = [0] * 512
@@ -127,7 +116,7 @@ def bench_domain_map_unmap(n: int) -> None:
         del sd[iova]
         table[7] = 0
 
-    t_ref = per_call(limit, 20000)
+    t_ref = cpu_per_call(limit, 20000)
     print(
         f"| raw MAP+UNMAP 4 KiB, mock domain, {n} live areas | {t_sim * 1e6:.1f} µs | "
         f"SortedDict ins+del + list PTE write {t_ref * 1e6:.2f} µs | x{t_sim / t_ref:.0f} |"
@@ -172,7 +161,7 @@ def bench_huge_pages_off() -> None:
     def slice_write() -> None:
         arr[7:8] = 0x6000_0000_0000_1001
 
-    t_ref = per_call(slice_write, 100000)
+    t_ref = cpu_per_call(slice_write, 100000)
     for what, t in times.items():
         print(
             f"| 2 MiB {what}, huge pages off: {ptes} PTEs | {t * 1e6:.0f} µs = "
@@ -242,7 +231,7 @@ def bench_dirty() -> None:
         page_size=PAGE,
         data=ctypes.addressof(holder),
     ).to_bytearray()
-    t_get = per_call(lambda: h.ioctl(uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, get), 5)
+    t_get = cpu_per_call(lambda: h.ioctl(uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, get), 5)
     assert bytes(bitmap) == bytes(half), "GET_DIRTY_BITMAP does not read back what was set"
     # the same bits as a numpy scan: the 2 KiB items' D bit, one bit per 4 KiB page
     items = np.zeros(2 * pages, dtype=np.uint64)
@@ -252,7 +241,7 @@ def bench_dirty() -> None:
         dirty = ((items & np.uint64(1 << 6)) != 0).reshape(-1, 2).any(axis=1)
         return np.packbits(dirty, bitorder="little")
 
-    t_ref = per_call(scan, 20)
+    t_ref = cpu_per_call(scan, 20)
     print(
         f"| GET_DIRTY_BITMAP 1 GiB, {pages} PTEs, {nr} dirty | {t_get * 1e3:.2f} ms | "
         f"numpy scan+pack of the same entries {t_ref * 1e3:.2f} ms | x{t_get / t_ref:.1f} |"

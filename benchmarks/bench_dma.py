@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import time
 from collections.abc import Callable
+
+from timing import cpu_per_call, per_op
 
 from ioasid import Buffer, Device, Iommufd
 from ioasid.backends import sim
@@ -58,37 +59,6 @@ class ByteMemory:
         dst[:] = self.view[off : off + len(dst)]
 
 
-def per_op(fn: Callable[[], object], min_time: float) -> float:
-    """Best-of-5 seconds per call, each round at least ``min_time / 5`` long."""
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= min_time / 5:
-            break
-        n *= 2
-    best = dt / n
-    for _ in range(4):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best
-
-
-def cpu_per_op(fn: Callable[[], object], n: int, rounds: int = 5) -> float:
-    """Best CPU seconds per call over ``rounds`` rounds of ``n`` calls."""
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.process_time()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.process_time() - t) / n)
-    return best
-
-
 def bench_device() -> None:
     """Device.dma_write/dma_read and the raw ioctl through the sim backend."""
     sim.reset()
@@ -109,7 +79,7 @@ def bench_device() -> None:
             def copy(dst: bytearray = dst, src: memoryview = src) -> None:
                 dst[:] = src
 
-            t_copy = cpu_per_op(copy, 20 * n)
+            t_copy = cpu_per_call(copy, 20 * n)
             user = bytearray(size)
             holder = (ctypes.c_char * size).from_buffer(user)
             raw = {
@@ -135,7 +105,7 @@ def bench_device() -> None:
                 ),
             ]
             for op, fn in cases:
-                t = cpu_per_op(fn, n)
+                t = cpu_per_call(fn, n)
                 print(
                     f"| {size >> 10} KiB | {op} | {t_copy * 1e6:.2f} | {t * 1e6:.1f} | "
                     f"x{t / t_copy:.1f} |"

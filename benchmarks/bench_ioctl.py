@@ -22,23 +22,18 @@ import fcntl
 import os
 import platform
 import sys
-import time
 from collections.abc import Callable
 
 from sortedcontainers import SortedDict
+from timing import cpu_per_call
 
 from ioasid import uapi
 from ioasid.backends import sim
 
 
 def per_call(fn: Callable[[], object], n: int = 20000, rounds: int = 7) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.process_time()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.process_time() - t) / n)
-    return best * 1e6
+    """Best CPU microseconds per call."""
+    return cpu_per_call(fn, n, rounds) * 1e6
 
 
 def main() -> int:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
-from collections.abc import Callable
+
+from timing import per_op
 
 from ioasid.hw.dma import DmaEngine
 from ioasid.hw.iommu import Domain, DomainAllocFlags, IommuCaps, IommuUnit, NestedDomain
@@ -51,26 +51,6 @@ class ByteMemory:
     def write(self, pa: int, data: bytes | memoryview) -> None:
         off = pa - MEM_BASE
         self.view[off : off + len(data)] = data
-
-
-def per_op(fn: Callable[[], object], min_time: float) -> float:
-    """Best-of-5 seconds per call, each round at least ``min_time / 5`` long."""
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t0
-        if dt >= min_time / 5:
-            break
-        n *= 2
-    best = dt / n
-    for _ in range(4):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best
 
 
 def _map_4k(domain: Domain, iova: int, pa: int, length: int) -> None:
