@@ -21,9 +21,9 @@ CAP_SYS_RESOURCE = 24
 
 
 @pytest.fixture
-def fd(backend: ModuleType) -> Iterator[Iommufd]:
-    with Iommufd(backend) as f:
-        yield f
+def fd(iommufd: Iommufd) -> Iommufd:
+    """The plugin's ``iommufd`` fixture, under the short name these tests use."""
+    return iommufd
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from collections.abc import Iterator
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -21,9 +19,9 @@ SELFTEST = uapi.IOMMU_VIOMMU_TYPE_SELFTEST
 
 
 @pytest.fixture
-def fd(backend: ModuleType) -> Iterator[Iommufd]:
-    with Iommufd(backend) as f:
-        yield f
+def fd(iommufd: Iommufd) -> Iommufd:
+    """The plugin's ``iommufd`` fixture, under the short name these tests use."""
+    return iommufd
 
 
 def _test_cmd(fd: Iommufd, op: int, name: str, obj_id: int = 0, **fields: int) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import mmap
-from collections.abc import Iterator
-from types import ModuleType
 
 import pytest
 
@@ -21,9 +19,9 @@ SELFTEST = uapi.IOMMU_VIOMMU_TYPE_SELFTEST
 
 
 @pytest.fixture
-def fd(backend: ModuleType) -> Iterator[Iommufd]:
-    with Iommufd(backend) as f:
-        yield f
+def fd(iommufd: Iommufd) -> Iommufd:
+    """The plugin's ``iommufd`` fixture, under the short name these tests use."""
+    return iommufd
 
 
 def _errno(fn: object, *args: object, **kwargs: object) -> int:
