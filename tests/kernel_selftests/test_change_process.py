@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -19,7 +18,14 @@ from types import ModuleType
 import pytest
 
 from ioasid import uapi
-from ioasid.testing.process import getpid, run_in_child, vm_locked_kb, vm_pinned_kb
+from ioasid.testing.process import (
+    drop_capability,
+    getpid,
+    restore_capabilities,
+    run_in_child,
+    vm_locked_kb,
+    vm_pinned_kb,
+)
 
 from .utils import (
     IOPT_PAGES_ACCOUNT_MM,
@@ -34,57 +40,6 @@ from .utils import (
 )
 
 pytestmark = pytest.mark.oracle
-
-CAP_IPC_LOCK = 14
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
-
-class _cap_user_header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _cap_user_data(ctypes.Structure):
-    _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _capget() -> tuple[_cap_user_header, ctypes.Array[_cap_user_data]]:
-    header = _cap_user_header(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_cap_user_data * 2)()
-    if _libc.capget(ctypes.byref(header), data) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return header, data
-
-
-def _capset(header: _cap_user_header, data: ctypes.Array[_cap_user_data]) -> None:
-    if _libc.capset(ctypes.byref(header), data) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-
-
-def drop_cap_ipc_lock() -> int:
-    """``drop_cap_ipc_lock()``: clear CAP_IPC_LOCK from the effective set (libcap's
-    cap_set_flag + cap_set_proc). Returns the previous effective word 0, so the test
-    process can restore it (the C harness runs each test in its own child)."""
-    header, data = _capget()
-    saved = int(data[0].effective)
-    data[0].effective &= ~(1 << CAP_IPC_LOCK)
-    _capset(header, data)
-    return saved
-
-
-def _restore_effective(saved: int) -> None:
-    header, data = _capget()
-    data[0].effective = saved
-    _capset(header, data)
-
 
 @dataclass(frozen=True)
 class Variant:
@@ -107,7 +62,7 @@ class ChangeProcess(Fixture):
         super().__init__(backend)
         self.variant = variant
         # FIXTURE_SETUP(change_process)
-        self.saved_effective = drop_cap_ipc_lock()
+        self.saved_effective = drop_capability()  # drop_cap_ipc_lock()
         try:
             if variant.accounting != IOPT_PAGES_ACCOUNT_NONE:
                 set_limit_cmd = uapi.iommu_option(
@@ -121,7 +76,7 @@ class ChangeProcess(Fixture):
             self.ioas_id = self.test_ioctl_ioas_alloc()
             self.test_cmd_mock_domain(self.ioas_id)
         except BaseException:
-            _restore_effective(self.saved_effective)
+            restore_capabilities(self.saved_effective)
             raise
 
     def teardown(self) -> None:
@@ -129,7 +84,7 @@ class ChangeProcess(Fixture):
         try:
             super().teardown()
         finally:
-            _restore_effective(self.saved_effective)
+            restore_capabilities(self.saved_effective)
 
 
 @pytest.fixture

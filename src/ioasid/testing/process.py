@@ -9,6 +9,7 @@ task of the same kernel (same user, its own mm) that issues the ioctls inside ``
 
 from __future__ import annotations
 
+import ctypes
 import os
 import traceback
 from collections.abc import Callable, Iterator
@@ -16,6 +17,9 @@ from contextlib import contextmanager
 from types import ModuleType
 
 from ioasid.hw.memory import PAGE_SIZE
+
+CAP_IPC_LOCK = 14
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
 def getpid(backend: ModuleType) -> int:
@@ -149,3 +153,64 @@ def capable(backend: ModuleType, cap: int) -> bool:
     from ioasid.kernel.process import effective_caps
 
     return bool(effective_caps() >> cap & 1)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _capget() -> tuple[_CapHeader, ctypes.Array[_CapData]]:
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if _libc.capget(ctypes.byref(header), data) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return header, data
+
+
+def _capset(header: _CapHeader, data: ctypes.Array[_CapData]) -> None:
+    if _libc.capset(ctypes.byref(header), data) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def drop_capability(cap: int = CAP_IPC_LOCK) -> int:
+    """Clear ``cap`` (< 32) from this process's effective set, as libcap's ``cap_set_flag``
+    + ``cap_set_proc`` do in the selftests' ``drop_cap_ipc_lock()``; returns the previous
+    effective word for :func:`restore_capabilities`. Both backends see it: the simulated
+    kernel reads the real process's capabilities at each check."""
+    header, data = _capget()
+    saved = int(data[0].effective)
+    data[0].effective &= ~(1 << cap)
+    _capset(header, data)
+    return saved
+
+
+def restore_capabilities(saved: int) -> None:
+    """Put back the effective word :func:`drop_capability` returned (the permitted set
+    still holds what was dropped)."""
+    header, data = _capget()
+    data[0].effective = saved
+    _capset(header, data)
+
+
+@contextmanager
+def without_capability(cap: int = CAP_IPC_LOCK) -> Iterator[None]:
+    """Run the block without ``cap`` in the effective set: e.g. without CAP_IPC_LOCK, so
+    that pinned pages are charged (``IOPT_PAGES_ACCOUNT_USER``), as for an unprivileged VMM."""
+    saved = drop_capability(cap)
+    try:
+        yield
+    finally:
+        restore_capabilities(saved)
