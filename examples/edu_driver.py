@@ -87,8 +87,8 @@ def run(backend: ModuleType) -> None:
             src[0 : len(PATTERN)] = PATTERN
             src_iova, dst_iova = ioas.map(src, writable=False), ioas.map(dst)
             print(f"mapped src at IOVA {src_iova:#x} (read-only), dst at {dst_iova:#x}")
+            # QEMU's edu does not show its DMA buffer through BAR0: check the round trip
             dma(dev, src_iova, EDU_BUF, len(PATTERN), to_ram=False)
-            check(dev.read(BAR0, EDU_BUF, len(PATTERN)) == PATTERN, "DMA RAM -> device")
             dma(dev, EDU_BUF, dst_iova, len(PATTERN), to_ram=True)
             same = dst[0 : len(PATTERN)] == PATTERN
             print(f"DMA RAM -> device -> RAM: {len(PATTERN)} bytes {'match' if same else 'DIFFER'}")

@@ -3,8 +3,8 @@ live update that hands it to a new VMM process.
 
 Guest RAM is one memfd. The VMM maps it in its own address space (its vCPUs' view) and,
 slot by slot, into an IOAS with ``IOMMU_IOAS_MAP_FILE`` at guest-physical addresses: low RAM,
-a read-only firmware slot below 4 GiB, high RAM above it, and the hole in between (MMIO,
-and the MSI window the kernel reserves once a device is attached) left unmapped. QEMU's
+a read-only firmware slot at the top of the MMIO hole, RAM above the hole; the rest is left
+unmapped, and the MSI window is reserved by the kernel once a device is attached. QEMU's
 ``edu`` device is bound and attached; its DMA reads and writes guest RAM by GPA.
 
 Then a live update (QEMU's ``cpr-transfer``): a new process, holding the same fds, issues
@@ -33,15 +33,18 @@ from ioasid.testing.process import (
     without_capability,
 )
 
-KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+KiB, MiB = 1 << 10, 1 << 20
 GUEST_RAM = 3 * MiB
 """Small enough for the usual 8 MiB ``RLIMIT_MEMLOCK`` twice over: CHANGE_PROCESS charges
 the new process before it uncharges the old, and with per-user accounting both are the
 same user for that moment (``ENOMEM`` otherwise)."""
+HOLE_END = 128 * MiB
+"""A small PC's layout, scaled down to fit edu's 28-bit DMA mask (QEMU clamps its DMA
+addresses to 256 MiB): RAM, an MMIO hole ending with the firmware, RAM above the hole."""
 SLOTS = [  # (name, guest-physical address, offset in the memfd, length, writable)
     ("low RAM", 0x0, 0, 1 * MiB, True),
-    ("firmware", 4 * GiB - 512 * KiB, 1 * MiB, 512 * KiB, False),
-    ("high RAM", 4 * GiB, 1536 * KiB, 1536 * KiB, True),
+    ("firmware", HOLE_END - 512 * KiB, 1 * MiB, 512 * KiB, False),
+    ("high RAM", HOLE_END, 1536 * KiB, 1536 * KiB, True),
 ]
 MSI_WINDOW = 0xFEE0_0000  # x86's interrupt window: the kernel reserves it in the IOAS
 
@@ -90,7 +93,7 @@ def run(backend: ModuleType) -> None:
         for name, gpa, off, length, writable in SLOTS:
             ioas.map_file(ram.fd, off, length, iova=gpa, writable=writable)
             rw = "rw" if writable else "ro"
-            print(f"slot {name:9} GPA [{gpa:#011x}, {gpa + length:#011x}) {rw} <- memfd +{off:#x}")
+            print(f"slot {name:9} GPA [{gpa:#09x}, {gpa + length:#09x}) {rw} <- memfd +{off:#x}")
         hwpt = dev.attach(ioas)
         print(f"attached {dev.path} (devid {dev.id}) to IOAS {ioas.id}, HWPT {hwpt.id}")
         ranges = ioas.iova_ranges().ranges
@@ -101,13 +104,13 @@ def run(backend: ModuleType) -> None:
             raise CheckFailed("a map into the reserved MSI window succeeded")
         except IommufdError as exc:
             check(exc.errno == errno.EINVAL, f"MSI window map: {exc}")
-            print(f"map at {MSI_WINDOW:#x}: {errno.errorcode[exc.errno]} (reserved)")
+            print(f"map at {MSI_WINDOW:#x}: {errno.errorcode[exc.errno or 0]} (reserved)")
 
         enable_bus_master(dev)
         msg = b"written by vCPU 0 at GPA 0x1000"
         ram.write(0x1000, msg)
-        copy_by_dma(dev, 0x1000, 4 * GiB + 0x2000, len(msg))
-        got = ram.read(4 * GiB + 0x2000, len(msg))
+        copy_by_dma(dev, 0x1000, HOLE_END + 0x2000, len(msg))
+        got = ram.read(HOLE_END + 0x2000, len(msg))
         print(f"DMA low RAM -> high RAM: {got!r}")
         check(got == msg, "DMA into high RAM")
         fw = SLOTS[1][1]
@@ -124,7 +127,7 @@ def run(backend: ModuleType) -> None:
                 raise CheckFailed("CHANGE_PROCESS with an anonymous map succeeded")
             except IommufdError as exc:
                 check(exc.errno == errno.EINVAL, f"CHANGE_PROCESS: {exc}")
-                print(f"CHANGE_PROCESS with an anonymous map: {errno.errorcode[exc.errno]}")
+                print(f"CHANGE_PROCESS with an anonymous map: {errno.errorcode[exc.errno or 0]}")
             ioas.unmap(iova, 64 * KiB)
 
         old = getpid(backend)
@@ -141,9 +144,10 @@ def run(backend: ModuleType) -> None:
             check(moved == (0, GUEST_RAM // KiB), "the accounting moved")
             hello = b"the new VMM's device works"
             ram.write(0x3000, hello)
-            copy_by_dma(dev, 0x3000, 4 * GiB + 0x4000, len(hello))
-            check(ram.read(4 * GiB + 0x4000, len(hello)) == hello, "DMA after the update")
+            copy_by_dma(dev, 0x3000, HOLE_END + 0x4000, len(hello))
+            check(ram.read(HOLE_END + 0x4000, len(hello)) == hello, "DMA after the update")
             print("DMA after the live update: ok")
+            sys.stdout.flush()  # a forked child leaves with os._exit
 
         sys.stdout.flush()  # one copy of what is buffered, not one per process
         run_in_child(backend, new_vmm)
