@@ -1,7 +1,13 @@
-"""``ioasid demo``: IOMMU groups, an I/O address space and DMA, step by step.
+"""``ioasid demo [--topology FILE]``: IOMMU groups, an I/O address space and DMA, step by
+step.
 
-Runs on the embedded simulated host (the default backend): its PCI fabric, its IOMMU
-groups, devices bound to vfio-pci, and device DMA that lands in this process's memory.
+Runs on the embedded simulated host (the default backend), or on the host a topology file
+describes: its PCI fabric, its IOMMU groups, a device of a non-viable group refused and one
+of a viable group handed to user space, device DMA that lands in this process's memory, and
+peer-to-peer DMA between two groups where the fabric allows it. Every step the host cannot
+show (no vfio-pci device, no non-viable group, no P2P pair) is said to be skipped, and why.
+On the simulated host every endpoint has QEMU edu's DMA engine in BAR0
+(:mod:`ioasid.hw.devices.edu`), so any vfio-pci endpoint can be made to DMA.
 """
 
 from __future__ import annotations
@@ -10,13 +16,19 @@ import argparse
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.markup import escape
 
 from ioasid import uapi
 from ioasid.api import Buffer, Device, Iommufd, IommufdError
+from ioasid.backends import sim
+from ioasid.cli.groups import BAD_INPUT, bad_input
+from ioasid.kernel.machine import Kernel
 from ioasid.testing.edu import EDU_BUF, dma, enable_bus_master
+from ioasid.topology import Bdf, default_host, load
+from ioasid.topology.audit import Viability, p2p_domains, viability
 
 MiB = 1 << 20
 BAR0 = uapi.VFIO_PCI_BAR0_REGION_INDEX
@@ -43,6 +55,9 @@ class Story:
     def out(self, text: str) -> None:
         self.con.print(f"    {text}")
 
+    def skip(self, why: str) -> None:
+        self.con.print(f"\n  [bold yellow]skipped:[/] {escape(why)}")
+
     def err(self, exc: Exception) -> None:
         self.con.print(f"    [yellow]{escape(str(exc))}[/]")
 
@@ -60,20 +75,76 @@ def opened(fd: Iommufd, path: str) -> Iterator[Device]:
         dev.close()
 
 
-def run(args: argparse.Namespace) -> int:
-    from ioasid.backends import sim
-    from ioasid.topology.audit import viability
+@dataclass(frozen=True)
+class Cdev:
+    """A function bound to vfio-pci on the simulated host, with what the story needs."""
 
+    path: str
+    bdf: Bdf
+    label: str
+    group: int
+    viable: Viability
+
+
+def _cdevs(host: Kernel) -> list[Cdev]:
+    topo, grouping = host.topology, host.grouping
+    groups = {g.id: g for g in grouping.groups}
+    out = []
+    for vdev in host.vfio_devices:
+        bdf = vdev.function.bdf
+        f = topo.functions[bdf]
+        gid = grouping.group_of[bdf]
+        out.append(Cdev(vdev.path, bdf, f.name or f.id_str, gid, viability(topo, groups[gid])))
+    return out
+
+
+def _pick_user_space(cdevs: list[Cdev]) -> Cdev | None:
+    """A device of a viable group; QEMU's edu first, as on the default host."""
+    viable = [c for c in cdevs if c.viable.viable]
+    edu = [c for c in viable if c.label.startswith("QEMU edu")]
+    return (edu or viable)[0] if viable else None
+
+
+def _p2p_pair(
+    host: Kernel, cdevs: list[Cdev]
+) -> tuple[Cdev, Cdev, Cdev | None] | tuple[Cdev, Cdev] | None:
+    """Two user-space devices of different groups that reach each other peer to peer, and
+    a third outside their P2P set (whose request goes to the IOMMU), if any; else a pair
+    that reaches each other within one group (one owner: nothing to show across owners)."""
+    domain_of: dict[Bdf, int] = {}
+    for i, d in enumerate(p2p_domains(host.topology, host.grouping.acs)):
+        for bdf in d.devices:
+            domain_of[bdf] = i
+    usable = [c for c in cdevs if c.viable.viable]
+    same_group: tuple[Cdev, Cdev] | None = None
+    for a in usable:
+        for b in usable:
+            if a is b or domain_of.get(a.bdf, -1) != domain_of.get(b.bdf, -2):
+                continue
+            if a.group == b.group:
+                same_group = same_group or (a, b)
+                continue
+            others = [
+                c
+                for c in usable
+                if c.group not in (a.group, b.group) and domain_of.get(c.bdf) != domain_of[a.bdf]
+            ]
+            return a, b, (others[0] if others else None)
+    return same_group
+
+
+def run(args: argparse.Namespace) -> int:
     s = Story()
     try:
-        host = sim.reset(args.topology) if args.topology else sim.reset()
-    except (OSError, ValueError) as exc:
-        s.con.print(f"[red]cannot boot the simulated host: {escape(str(exc))}[/]")
-        return 2
-    topo, grouping = host.topology, host.grouping
+        topo = load(args.topology) if args.topology else default_host()
+        host = sim.reset(topo)
+    except BAD_INPUT as exc:
+        return bad_input("demo", exc)
+    grouping = host.grouping
     s.con.print(
         "[bold]ioasid demo[/] — IOMMUFD (/dev/iommu, born /dev/ioasid) on an embedded, "
-        "simulated Linux 7.3 host. No root, no IOMMU, no VM needed."
+        f"simulated Linux 7.3 host ({escape(topo.source or 'topology file')}). "
+        "No root, no IOMMU, no VM needed."
     )
 
     s.chapter(
@@ -100,35 +171,75 @@ def run(args: argparse.Namespace) -> int:
         "iommufd claims DMA ownership of its whole group: every other member must be "
         "free of kernel drivers, and owned by the same iommufd.",
     )
+    cdevs = _cdevs(host)
+    if not cdevs:
+        s.skip(
+            "no function of this host is bound to vfio-pci: there is no /dev/vfio/devices/"
+            "vfioN to bind, so binding, the I/O address space, DMA and peer-to-peer are "
+            "skipped"
+        )
+    refused = next((c for c in cdevs if not c.viable.viable), None)
+    chosen = _pick_user_space(cdevs)
     fd = Iommufd()
     try:
-        s.step(
-            "VFIO_DEVICE_BIND_IOMMUFD of the Tesla T4 (vfio1)",
-            "Its HDMI audio function is in the same group and bound to snd_hda_intel: the "
-            "audio could reach the GPU's memory untranslated, so the kernel refuses.",
-        )
-        try:
-            Device(fd, "/dev/vfio/devices/vfio1").close()
-        except IommufdError as exc:
-            s.err(exc)
-        with opened(fd, "/dev/vfio/devices/vfio0") as edu:
+        if refused is not None:
+            blockers = ", ".join(f"{b} is bound to {d}" for b, d in refused.viable.blockers)
             s.step(
-                "VFIO_DEVICE_BIND_IOMMUFD of the edu DMA device (vfio0)",
-                "Alone in its group: the bind succeeds and returns a device id.",
+                f"VFIO_DEVICE_BIND_IOMMUFD of the {escape(refused.label)} ({refused.path})",
+                f"Its group {refused.group} is not viable: {escape(blockers)}. That "
+                "function could reach this one's memory untranslated, so the kernel refuses.",
             )
-            s.out(f"{edu}")
-            _io_address_space(s, fd, edu)
-        _p2p(s)
+            try:
+                Device(fd, refused.path).close()
+                s.out("[red]bound — the kernel should have refused it[/]")
+            except IommufdError as exc:
+                s.err(exc)
+        elif cdevs:
+            s.skip(
+                "every group with a vfio-pci device is viable on this host: no bind "
+                "to refuse (the kernel answers EPERM when a member of the group is "
+                "held by a kernel driver)"
+            )
+        if chosen is None:
+            if cdevs:
+                s.skip(
+                    "no vfio-pci device is in a viable group: nothing can be handed to "
+                    "user space, so the I/O address space, DMA and peer-to-peer are "
+                    "skipped"
+                )
+        else:
+            with opened(fd, chosen.path) as dev:
+                s.step(
+                    f"VFIO_DEVICE_BIND_IOMMUFD of the {escape(chosen.label)} ({chosen.path})",
+                    f"Its group {chosen.group} is viable: the bind succeeds and returns a "
+                    "device id.",
+                )
+                s.out(f"{dev}")
+                _io_address_space(s, fd, dev)
+        if chosen is not None:
+            _p2p(s, host, cdevs)
     finally:
         fd.close()
+    explain = refused or chosen
+    source = f"--topology {args.topology}" if args.topology else "--default-host"
+    hint = f" Try `ioasid groups {source} --explain {explain.bdf}`." if explain else ""
     s.con.print(
         "\n[bold green]done[/] — closing the fds unbound the devices and destroyed "
-        "every object. Try `ioasid groups --default-host --explain 0000:04:00.0`."
+        f"every object.{escape(hint)}"
     )
     return 0
 
 
-def _io_address_space(s: Story, fd: Iommufd, edu: Device) -> None:
+def _dma_engine(dev: Device) -> bool:
+    """Whether ``dev`` has the register set the simulated host gives every endpoint (QEMU
+    edu's DMA engine in BAR0); a bridge bound to vfio-pci has no BAR to program."""
+    try:
+        return dev.region(BAR0).size > 0
+    except IommufdError:
+        return False
+
+
+def _io_address_space(s: Story, fd: Iommufd, dev: Device) -> None:
     s.chapter(
         "An I/O address space",
         "An IOAS holds the mappings a device's DMA addresses (IOVAs) go through: ranges "
@@ -136,7 +247,7 @@ def _io_address_space(s: Story, fd: Iommufd, edu: Device) -> None:
         "page table (a HWPT) from it and keep it in sync.",
     )
     ioas = fd.ioas_alloc()
-    hwpt = edu.attach(ioas)
+    hwpt = dev.attach(ioas)
     s.step(
         "IOMMU_IOAS_ALLOC + VFIO_DEVICE_ATTACH_IOMMUFD_PT",
         "The kernel made a VT-d page table for the IOAS; the device's reserved MSI window "
@@ -172,14 +283,18 @@ def _io_address_space(s: Story, fd: Iommufd, edu: Device) -> None:
             "back 1 KiB further: each access is translated by the IOMMU's page walk and "
             "lands in this process's buffer.",
         )
-        enable_bus_master(edu)
-        dma(edu, iova, EDU_BUF, N, to_ram=False)
-        dma(edu, EDU_BUF, iova + 1024, N, to_ram=True)
-        s.out(f"device buffer: {edu.read(BAR0, EDU_BUF, N)!r}")
+        if not _dma_engine(dev):
+            s.skip(f"{dev.path} has no BAR0, so no DMA engine to program: DMA skipped")
+            ioas.unmap_all()
+            return
+        enable_bus_master(dev)
+        dma(dev, iova, EDU_BUF, N, to_ram=False)
+        dma(dev, EDU_BUF, iova + 1024, N, to_ram=True)
+        s.out(f"device buffer: {dev.read(BAR0, EDU_BUF, N)!r}")
         s.out(f"guest RAM at +1 KiB, written by the device: {guest[1024 : 1024 + N]!r}")
-        edu.detach()
+        dev.detach()
         guest[1024 : 1024 + N] = bytes(N)
-        dma(edu, EDU_BUF, iova + 1024, N, to_ram=True)
+        dma(dev, EDU_BUF, iova + 1024, N, to_ram=True)
         s.step(
             "After VFIO_DEVICE_DETACH_IOMMUFD_PT",
             "The device's DMA is blocked: the write is dropped and recorded as a fault.",
@@ -188,61 +303,91 @@ def _io_address_space(s: Story, fd: Iommufd, edu: Device) -> None:
         ioas.unmap_all()
 
 
-def _p2p(s: Story) -> None:
+def _p2p(s: Story, host: Kernel, cdevs: list[Cdev]) -> None:
     s.chapter(
         "Peer to peer: what groups do and do not capture",
         "A PCIe switch whose downstream ports lack ACS routes a request addressed to a "
         "sibling's BAR straight to it: the IOMMU never sees it. Linux 7.3 still puts "
-        "each downstream port (with what is below it) in its own group — so the NVMe "
-        "and the NIC behind this switch can be given to two different owners.",
+        "each downstream port (with what is below it) in its own group — so two devices "
+        "behind such a switch can be given to two different owners.",
     )
-    nvme_path, nic_path, acc_path = (
-        "/dev/vfio/devices/vfio2",
-        "/dev/vfio/devices/vfio3",
-        "/dev/vfio/devices/vfio4",
-    )
+    found = _p2p_pair(host, cdevs)
+    if found is None or len(found) == 2:
+        within = (
+            f" ({found[0].label} and {found[1].label} do, but they share group "
+            f"{found[0].group}: one owner, as the kernel requires)"
+            if found is not None
+            else ""
+        )
+        s.skip(
+            "no two devices of different user-space groups reach each other peer to peer "
+            f"on this host{within}: the two-owner DMA is skipped (`ioasid groups` lists "
+            "every P2P set)"
+        )
+        return
+    a, b, other = found
     with Iommufd() as owner_a, Iommufd() as owner_b:
-        nvme, nic = Device(owner_a, nvme_path), Device(owner_b, nic_path)
-        acc = Device(owner_a, acc_path)
+        opened_devs: list[Device] = []
         try:
-            for d, o in ((nvme, owner_a), (nic, owner_b), (acc, owner_a)):
-                d.attach(o.ioas_alloc())
+            dev_a = Device(owner_a, a.path)
+            opened_devs.append(dev_a)
+            dev_b = Device(owner_b, b.path)
+            opened_devs.append(dev_b)
+            dev_c = Device(owner_a, other.path) if other is not None else None
+            if dev_c is not None:
+                opened_devs.append(dev_c)
+            for d, o in ((dev_a, owner_a), (dev_b, owner_b), (dev_c, owner_a)):
+                if d is not None:
+                    d.attach(o.ioas_alloc())
             s.step(
                 "Two owners, two groups",
-                "NVMe (vfio2) → iommufd A; NIC (vfio3) → iommufd B: the kernel allows it.",
+                f"{escape(a.label)} ({a.path}, group {a.group}) → iommufd A; "
+                f"{escape(b.label)} ({b.path}, group {b.group}) → iommufd B: the kernel "
+                "allows it.",
             )
-            nic_bar = int(struct.unpack("<I", nic.read(CONFIG, 0x10, 4))[0]) & ~0xF
-            nvme.write(BAR0, EDU_BUF, b"NVMe was here")
-            enable_bus_master(nvme)
-            dma(nvme, EDU_BUF, nic_bar + EDU_BUF, 13, to_ram=True)
+            if not (_dma_engine(dev_a) and _dma_engine(dev_b)):
+                s.skip("one of the two has no BAR0 to program or to target: P2P DMA skipped")
+                return
+            bar_b = int(struct.unpack("<I", dev_b.read(CONFIG, 0x10, 4))[0]) & ~0xF
+            note = b"A's device was here"
+            dev_a.write(BAR0, EDU_BUF, note)
+            enable_bus_master(dev_a)
+            dma(dev_a, EDU_BUF, bar_b + EDU_BUF, len(note), to_ram=True)
             s.step(
-                "The NVMe writes to the NIC's BAR",
-                f"Bus address {nic_bar + EDU_BUF:#x}: nothing is mapped there in A's IOAS.",
+                f"{escape(a.label)} writes to {escape(b.label)}'s BAR",
+                f"Bus address {bar_b + EDU_BUF:#x}: nothing is mapped there in A's IOAS.",
             )
             s.out(
-                f"NIC's memory now holds: {nic.read(BAR0, EDU_BUF, 13)!r}  "
+                f"B's device memory now holds: {dev_b.read(BAR0, EDU_BUF, len(note))!r}  "
                 "[red](reached without the IOMMU)[/]"
             )
-            acc.write(BAR0, EDU_BUF, b"accel was here")
-            enable_bus_master(acc)
-            dma(acc, EDU_BUF, nic_bar + EDU_BUF + 64, 14, to_ram=True)
+            if dev_c is None or other is None or not _dma_engine(dev_c):
+                s.skip(
+                    "no third user-space device outside that P2P set: the contrast (a "
+                    "request ACS redirects to the IOMMU, which blocks it) is skipped"
+                )
+                return
+            dev_c.write(BAR0, EDU_BUF, note)
+            enable_bus_master(dev_c)
+            dma(dev_c, EDU_BUF, bar_b + EDU_BUF + 64, len(note), to_ram=True)
             s.step(
-                "The accelerator (behind a root port with ACS) tries the same",
-                "ACS redirects the request upstream: the IOMMU translates it, finds no "
+                f"{escape(other.label)} ({other.path}, outside that P2P set) tries the same",
+                "No bridge routes its request to the peer (ACS redirects it upstream, or "
+                "it has no path around the root): the IOMMU translates it, finds no "
                 "mapping, and blocks it.",
             )
             s.out(
-                f"NIC's memory at +64: {_shown(nic.read(BAR0, EDU_BUF + 64, 14))}  "
-                "[green](blocked, fault recorded)[/]"
+                f"B's device memory at +64: {_shown(dev_b.read(BAR0, EDU_BUF + 64, len(note)))}"
+                "  [green](blocked, fault recorded)[/]"
             )
         finally:
-            for d in (nvme, nic, acc):
+            for d in opened_devs:
                 d.close()
     s.step(
         "Group-centric vs device-centric",
-        "Device-centric ownership (each device on its own) would also have given the T4 "
-        "to user space while the audio function, in the kernel's hands, can reach it. "
-        "Group-centric ownership (Linux) refuses that — but only where ACS or its absence "
-        "is visible to the grouping: the switch above shows a peer path between two "
-        "groups. `ioasid groups` lists such paths in its P2P audit.",
+        "Device-centric ownership (each device on its own) would also hand out a device "
+        "whose group holds a kernel driver that can reach it. Group-centric ownership "
+        "(Linux) refuses that — but only where ACS or its absence is visible to the "
+        "grouping: the pair above shows a peer path between two groups. `ioasid groups` "
+        "lists such paths in its P2P audit.",
     )

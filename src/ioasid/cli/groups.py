@@ -33,7 +33,7 @@ from ioasid.topology import audit as _audit
 from ioasid.topology.model import gc_paused
 from ioasid.topology.pciids import PciIds, system_pci_ids
 
-__all__ = ["add_parser", "parse_device_spec", "run", "save"]
+__all__ = ["BAD_INPUT", "add_parser", "bad_input", "parse_device_spec", "run", "save"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -196,9 +196,8 @@ def _run(args: argparse.Namespace) -> int:
                     out.insert(1, f"  (what-if: booted with pcie_acs_override={override})")
                 lines[str(b)] = out
         data = _audit.report(gr, acs_override=override, p2p=not args.no_p2p)
-    except (TopologyError, ValueError, OSError) as e:
-        print(f"ioasid groups: {_one_line(e)}", file=sys.stderr)
-        return 2
+    except BAD_INPUT as e:
+        return bad_input("groups", e)
     ids = system_pci_ids()
     if args.json:
         for d in data["devices"]:
@@ -217,6 +216,17 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     _print_tree(data, topo, ids, plain=args.no_color)
     return 0
+
+
+BAD_INPUT = (TopologyError, ValueError, OSError)
+"""What a user's mistake (an option value, an unreadable or malformed file) raises."""
+
+
+def bad_input(command: str, e: BaseException) -> int:
+    """Report a user's mistake as every ``ioasid`` command does: one line on stderr naming
+    the option or the file, and exit status 2."""
+    print(f"ioasid {command}: {_one_line(e)}", file=sys.stderr)
+    return 2
 
 
 def _one_line(e: BaseException) -> str:
