@@ -75,12 +75,15 @@ def run_python(block: Block, namespace: dict[str, object], name: str) -> str:
 def run_pytest(block: Block, tmp: Path, name: str) -> str:
     test = tmp / f"test_block_{block.line}.py"
     test.write_text(block.code)
+    # only what installing ioasid registered: no plugins or options of this run
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=tmp,
+        env=env,
     )
     assert r.returncode == 0, f"{name} {block.where}: pytest failed\n{r.stdout}{r.stderr}"
     assert re.search(r"\b\d+ passed\b", r.stdout), r.stdout
