@@ -112,3 +112,16 @@ def test_a_bad_topology_file_is_one_line_naming_it(
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("ioasid demo: ")
     assert message.format(path=path) in lines[0]
+
+
+def test_the_environment_variable_boots_the_host_as_for_every_sim_user() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ioasid.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "1000", "PATH": "", "IOASID_SIM_TOPOLOGY": str(HOSTS / "one_edu.yaml")},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "one_edu.yaml)" in out.stdout and NO_P2P in out.stdout
+    assert "--topology " + str(HOSTS / "one_edu.yaml") in out.stdout

@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--topology",
         metavar="FILE",
-        help="boot the simulated host from this topology file instead of the default host",
+        help="boot the simulated host from this topology file instead of the default host "
+        "(default: $IOASID_SIM_TOPOLOGY, else the embedded default host)",
     )
     try:
         from ioasid.cli import groups

@@ -13,6 +13,7 @@ On the simulated host every endpoint has QEMU edu's DMA engine in BAR0
 from __future__ import annotations
 
 import argparse
+import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -135,8 +136,9 @@ def _p2p_pair(
 
 def run(args: argparse.Namespace) -> int:
     s = Story()
+    path = args.topology or os.environ.get(sim.TOPOLOGY_ENV)
     try:
-        topo = load(args.topology) if args.topology else default_host()
+        topo = load(path) if path else default_host()
         host = sim.reset(topo)
     except BAD_INPUT as exc:
         return bad_input("demo", exc)
@@ -221,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         fd.close()
     explain = refused or chosen
-    source = f"--topology {args.topology}" if args.topology else "--default-host"
+    source = f"--topology {path}" if path else "--default-host"
     hint = f" Try `ioasid groups {source} --explain {explain.bdf}`." if explain else ""
     s.con.print(
         "\n[bold green]done[/] — closing the fds unbound the devices and destroyed "
