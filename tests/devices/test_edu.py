@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import math
+import struct
+import time
 from types import ModuleType
 
 import pytest
 
-from ioasid import backends
+from ioasid import Device, backends, uapi
 from ioasid.testing import edu
 
 QEMU_VTD_CAP = 0xD2008C222F0606
@@ -36,3 +39,17 @@ def test_edu_identical_on_sim_and_real_kernel() -> None:
     real = edu.run(backends.get("linux"))
     simulated = edu.run(backends.get("sim"))
     assert simulated == real
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("n", [0, 5, 12, 13, 20, 33, 34, 100])
+def test_edu_factorial_wraps_like_qemus_uint32(edu: Device, n: int) -> None:
+    """``hw/misc/edu.c`` computes ``ret *= val--`` in ``uint32_t``: n! mod 2^32."""
+    bar0 = uapi.VFIO_PCI_BAR0_REGION_INDEX
+    edu.write(bar0, 0x08, struct.pack("<I", n))
+    deadline = time.monotonic() + 30
+    while struct.unpack("<I", edu.read(bar0, 0x20, 4))[0] & 0x01:  # still computing
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    got = struct.unpack("<I", edu.read(bar0, 0x08, 4))[0]
+    assert got == math.factorial(n) % (1 << 32)

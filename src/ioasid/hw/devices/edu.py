@@ -64,7 +64,8 @@ class EduDevice(PciFunction):
             return
         value = int.from_bytes(data, "little")
         if offset == 0x08:
-            value = math.factorial(value) & 0xFFFFFFFF if value < 13 else 0
+            # QEMU multiplies in uint32_t: n! mod 2^32, which is 0 from 34! on (32 factors 2)
+            value = math.factorial(value) & 0xFFFFFFFF if value < 34 else 0
         self.regs[offset] = value
         if offset == 0x98 and value & DMA_CMD_START:
             self._dma()
