@@ -125,3 +125,10 @@ def test_the_environment_variable_boots_the_host_as_for_every_sim_user() -> None
     assert out.returncode == 0, out.stderr
     assert "one_edu.yaml)" in out.stdout and NO_P2P in out.stdout
     assert "--topology " + str(HOSTS / "one_edu.yaml") in out.stdout
+
+
+def test_a_device_without_a_dma_engine_is_bound_and_its_dma_skipped() -> None:
+    text = story("--topology", str(HOSTS / "no_dma_engine.yaml"))
+    assert "IOMMU_IOAS_MAP of 2 MiB of 'guest memory'" in text
+    assert "skipped: /dev/vfio/devices/vfio0 has no BAR0, so no DMA engine to program" in text
+    assert WROTE not in text and NO_P2P in text
