@@ -49,3 +49,14 @@ def test_a_reader_that_stops_early_ends_it_quietly() -> None:
         os.close(w)
     assert got.stderr == ""
     assert got.returncode == 141
+
+
+def test_groups_does_not_pay_for_the_api() -> None:
+    """``import ioasid`` and ``ioasid groups`` leave the API (and numpy) unimported until
+    something asks for ``ioasid.Iommufd`` & co."""
+    code = (
+        "import sys, ioasid, ioasid.cli.groups\n"
+        "assert 'ioasid.api' not in sys.modules and 'numpy' not in sys.modules, 'eager'\n"
+        "assert ioasid.Iommufd.__name__ == 'Iommufd' and 'ioasid.api' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
