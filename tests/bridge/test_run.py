@@ -193,10 +193,7 @@ def test_c_edu_driver(backend: ModuleType, tmp_path: Path) -> None:
     assert (r.returncode, r.stdout) == (0, EDU_OUT), r.stderr
 
 
-NOT_SIMULATED = {
-    r"iommufd_viommu\.mock_viommu\.viommu_alloc_with_data": "the bridge copies an iommufd "
-    "mmap region into the program and keeps no VMA, so the vIOMMU is not EBUSY while mapped",
-}
+NOT_SIMULATED: dict[str, str] = {}
 """Tests of the 7.3 binary that pass on the kernel but need what the simulator does not
 implement yet; everything else that passes on 7.3 must pass through the bridge."""
 
