@@ -198,9 +198,12 @@ NOT_SIMULATED: dict[str, str] = {}
 implement yet; everything else that passes on 7.3 must pass through the bridge."""
 
 
-HUGETLB_VARIANTS = r"iommufd_mock_domain\.\w+_hugepage\..*|iommufd_dirty_tracking\.\w+_huge\..*"
-"""The variants that ``mmap(MAP_HUGETLB)`` their buffer: they fail on any kernel whose
-host has no hugetlb pages to give (the oracle guest reserves 64 × 2 MiB)."""
+HUGETLB_TESTS = (
+    r"iommufd_mock_domain\.\w+_hugepage\..*|iommufd_dirty_tracking\.\w+_huge\..*"
+    r"|iommufd_ioas\.\w+\.access_domain_destory|vfio_compat_mock_domain\.\w+\.huge_map"
+)
+"""The tests that ``mmap(MAP_HUGETLB)`` their buffer: they fail on any kernel whose
+host has no hugetlb pages to give (the oracle guest reserves 64 2-MiB pages)."""
 
 
 def _free_hugetlb_pages() -> int:
@@ -229,7 +232,7 @@ def test_kernel_selftest_binary_iommufd() -> None:
     not_here = dict(NOT_SIMULATED)
     if _free_hugetlb_pages() < 64:
         # as on the guest without its reservation: mmap(MAP_HUGETLB) fails in the binary
-        not_here[HUGETLB_VARIANTS] = "this host has fewer than 64 free hugetlb pages"
+        not_here[HUGETLB_TESTS] = "this host has fewer than 64 free hugetlb pages"
     expected = [
         t
         for t, res in kernel.items()
