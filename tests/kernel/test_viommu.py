@@ -112,3 +112,28 @@ def test_mmap_rules(fd: Iommufd) -> None:
     with pytest.raises(IommufdError) as e:
         viommu.destroy()
     assert e.value.errno == errno.ENOENT
+
+
+@pytest.mark.parametrize("on_viommu", [False, True], ids=["on_parent", "on_viommu"])
+def test_no_dirty_device_attaches_nested_over_a_dirty_tracking_parent(
+    fd: Iommufd, on_viommu: bool
+) -> None:
+    """The mock's attach checks the nested domain's own ``dirty_ops`` (none), never its
+    parent's: a NO_DIRTY device goes onto a nested HWPT whose parent tracks dirty pages,
+    though the parent itself refuses it (EINVAL). Found by the devices differential."""
+    ioas = fd.ioas_alloc()
+    dev = MockDevice(fd, ioas)
+    flags = uapi.IOMMU_HWPT_ALLOC_NEST_PARENT | uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+    parent = HwPagetable.alloc(fd, dev, ioas, flags=flags)
+    nodirty = MockDevice(fd, ioas, uapi.MOCK_FLAGS_DEVICE_NO_DIRTY)
+    assert _errno(nodirty.replace, parent) == errno.EINVAL
+    pt: HwPagetable | Viommu = parent
+    if on_viommu:
+        viommu = Viommu.alloc(fd, dev, parent, SELFTEST)
+        viommu.vdevice_alloc(nodirty, 0x77)  # the mock attaches only a device it knows
+        pt = viommu
+    nested = HwPagetable.alloc(
+        fd, nodirty, pt, data=uapi.iommu_hwpt_selftest(iotlb=uapi.IOMMU_TEST_IOTLB_DEFAULT)
+    )
+    nodirty.replace(nested)
+    nodirty.replace(ioas)

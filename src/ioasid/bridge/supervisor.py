@@ -570,7 +570,11 @@ class Supervisor:
         if mmap_op is None:
             raise OSError(errno.ENODEV, f"{ph.name}: no mmap")
         length, prot, flags, offset = a[1], a[2], a[3], a[5]
-        region = self._enter(prog, tid, n.id, lambda: mmap_op(length, prot, flags, offset))
+        if offset % mmap.PAGESIZE:
+            raise OSError(errno.EINVAL, f"mmap: offset {offset:#x} is not page aligned")
+        # the file's mmap takes vma->vm_pgoff, the offset in pages
+        pgoff = offset // mmap.PAGESIZE
+        region = self._enter(prog, tid, n.id, lambda: mmap_op(length, prot, flags, pgoff))
         local = sc.pidfd_getfd(prog.pidfd, fd)
         try:
             os.pwrite(local, region[:], offset)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace
 from ioasid.kernel.errors import fail
+from ioasid.kernel.fail_nth import inject
 from ioasid.kernel.io_pagetable import IOMMU_READ, IOMMU_WRITE, Area
 from ioasid.kernel.ioas import Ioas
 from ioasid.kernel.objects import IommufdObject, ObjType
@@ -332,7 +333,8 @@ def area_add_access(
     key = (start_index, last_index)
     users = pages.accesses.get(key)
     if users is None:
-        pages.pin(start_index, last_index)
+        inject(kernel.processes.current, errno.ENOMEM, "iopt_area_add_access")
+        pages.pin(start_index, last_index, fill_xarray=True)
         users = 0
     pages.accesses[key] = users + 1
     area.num_accesses += 1

@@ -372,6 +372,7 @@ def _attach_reserved_iova(idev: Device, hwpt_paging: HwptPaging) -> None:
     """``iommufd_device_attach_reserved_iova`` → ``iopt_table_enforce_dev_resv_regions``."""
     iopt = hwpt_paging.ioas.iopt
     try:
+        iopt.inject(errno.EINVAL, "iopt_table_enforce_dev_resv_regions")
         for start, last in idev.driver.resv_regions():
             iopt.reserve_iova(start, last, idev)
     except OSError:
@@ -456,6 +457,7 @@ def _group_do_replace_reserved_iova(igroup: Group, hwpt_paging: HwptPaging) -> N
     if old is None or hwpt_paging.ioas is not old.ioas:
         try:
             for cur in attach.devices.values():
+                hwpt_paging.ioas.iopt.inject(errno.EINVAL, "iopt_table_enforce_dev_resv_regions")
                 for start, last in cur.driver.resv_regions():
                     hwpt_paging.ioas.iopt.reserve_iova(start, last, cur)
         except OSError:

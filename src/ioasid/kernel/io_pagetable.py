@@ -172,6 +172,13 @@ class IoPagetable:
     """``iopt->access_list``: the accesses attached, by their 16-bit list id."""
     iova_alignment: int = 1
     disable_large_pages: bool = False
+    should_fail: Callable[[str], bool] = lambda site: False
+    """The owning context's fault point (``fail_nth``), as :class:`ObjectTable` has it."""
+
+    def inject(self, err: int, site: str) -> None:
+        """A fault point at ``site`` that fails with ``err`` before anything changed."""
+        if self.should_fail(site):
+            fail(err, f"fail-nth: {site} failed")
 
     # lookups ----------------------------------------------------------------------------
 
@@ -303,6 +310,8 @@ class IoPagetable:
         self, plist: list[PagesSlice], length: int, iova: int | None, prot: int
     ) -> int:
         """``iopt_alloc_area_pages``: place the areas, pages not yet attached."""
+        for _ in plist:
+            self.inject(errno.ENOMEM, "iopt_area_alloc")
         if (length & (self.iova_alignment - 1)) or not length:
             fail(
                 errno.EINVAL,
@@ -391,6 +400,7 @@ class IoPagetable:
         for area, cur in self.contig_areas(iova, last_iova):
             assert area.pages is not None
             last = min(last_iova, area.last)
+            self.inject(errno.ENOMEM, "iopt_get_pages")  # kzalloc(elm)
             out.append(PagesSlice(area.pages, area.start_byte_at(cur), last - cur + 1))
             if area.last >= last_iova:
                 return out
@@ -529,6 +539,7 @@ class IoPagetable:
                 f"cannot reserve [{first:#x}, {last:#x}]: it intersects the allowed range "
                 f"[{allowed[0]:#x}, {allowed[1]:#x}]",
             )
+        self.inject(errno.ENOMEM, "iopt_reserve_iova")
         self.reserved.append(Reserved(first, last, owner))
 
     def remove_reserved_iova(self, owner: object) -> None:

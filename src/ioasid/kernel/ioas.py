@@ -15,6 +15,7 @@ from sortedcontainers import SortedDict
 
 from ioasid import uapi
 from ioasid.kernel.errors import KernelError, fail
+from ioasid.kernel.fail_nth import inject
 from ioasid.kernel.io_pagetable import (
     IOMMU_CACHE,
     IOMMU_READ,
@@ -83,6 +84,7 @@ def ioas_alloc(ucmd: Ucmd) -> int:
         fail(errno.EOPNOTSUPP, f"IOMMU_IOAS_ALLOC: flags must be 0, not {cmd.flags:#x}")
     table = ucmd.ictx.objects
     ioas = table.alloc(Ioas())
+    ioas.iopt.should_fail = table.should_fail
     cmd.out_ioas_id = ioas.id
     try:
         ucmd.respond()
@@ -158,6 +160,7 @@ def ioas_allow_iovas(ucmd: Ucmd) -> int:
                 f"IOMMU_IOAS_ALLOW_IOVAS: range {i} [{r.start:#x}, {r.last:#x}] overlaps "
                 f"[{f:#x}, {l:#x}]",
             )
+        inject(kernel.processes.current, errno.ENOMEM, "iommufd_ioas_allow_iovas")
         allowed[r.start] = r.last
     ioas.iopt.set_allow_iova(allowed)
     return 0

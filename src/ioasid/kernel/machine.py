@@ -28,6 +28,7 @@ from ioasid.hw.pci import Fabric, FabricDma, PciFunction
 from ioasid.kernel.anon_inode import AnonInodes
 from ioasid.kernel.device import IommuDriver
 from ioasid.kernel.errors import fail
+from ioasid.kernel.fail_nth import inject
 from ioasid.kernel.intel import SERVER_CAP_REG, SERVER_ECAP_REG, VtdDriver, VtdUnit
 from ioasid.kernel.main import open_iommufd
 from ioasid.kernel.ownership import DRIVER_MANAGED_DMA, GroupState
@@ -60,8 +61,6 @@ class Kernel:
         self.groups: dict[int, GroupState] = {}
         self.functions: dict[Bdf, tuple[PciFunction, IommuDriver]] = {}
         self.boot(topology)
-        self.test_memory_limit = 65536
-        """``iommufd_test_memory_limit``: the mock driver's batch memory limit."""
 
     def dma_engine(self, driver: IommuDriver) -> DmaEngine:
         """The DMA engine of the device ``driver`` serves: through its unit, into memory."""
@@ -160,6 +159,9 @@ class Kernel:
 
     def open(self, path: str) -> File:
         """``open(2)`` of one of the simulated device nodes."""
+        current = self.processes.current
+        inject(current, errno.ENOMEM, "do_getname")  # the path's names_cache buffer
+        inject(current, errno.ENOMEM, "alloc_empty_file")  # path_openat's struct file
         if path == "/dev/iommu":
             return open_iommufd(self)
         if path == "/dev/vfio/vfio":

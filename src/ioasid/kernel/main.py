@@ -26,6 +26,7 @@ from ioasid import uapi
 from ioasid.hw.memory import PAGE_SIZE
 from ioasid.kernel.dispatch import TABLE, TABLE_SIZE
 from ioasid.kernel.errors import KernelError, fail
+from ioasid.kernel.fail_nth import inject
 from ioasid.kernel.private import IommufdCtx, Machine, Ucmd, check_zeroed_user
 from ioasid.kernel.vfio_compat import vfio_ioctl
 from ioasid.kernel.viommu import fops_mmap, reap_vmas
@@ -83,6 +84,7 @@ class IommufdFile:
 
 def open_iommufd(kernel: Machine, vfio_container: bool = False) -> IommufdFile:
     """``iommufd_fops_open``: a new context (``/dev/vfio/vfio`` opens one in VFIO mode)."""
+    inject(kernel.processes.current, errno.ENOMEM, "iommufd_fops_open")  # kzalloc(ictx)
     return IommufdFile(IommufdCtx(kernel, vfio_container))
 
 

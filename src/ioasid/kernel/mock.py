@@ -29,6 +29,7 @@ from ioasid.hw.iommu import IommuCaps, IommuUnit
 from ioasid.hw.iommu import NestedDomain as HwNestedDomain
 from ioasid.hw.memory import PAGE_SIZE, AddressSpace, SelfAddressSpace, Vma
 from ioasid.hw.pagetable.nested import MockStage1
+from ioasid.kernel import pages
 from ioasid.kernel.anon_inode import AnonFile
 from ioasid.kernel.device import IOMMU_NO_PASID, Device, IommuDriver
 from ioasid.kernel.errors import fail
@@ -641,7 +642,7 @@ def set_temp_memory_limit(ucmd: Ucmd) -> int:
     limit = ucmd.cmd.memory_limit.limit
     if limit < 8 + 4:
         fail(errno.EINVAL, f"SET_TEMP_MEMORY_LIMIT: {limit} is below the batch element size 12")
-    ucmd.ictx.kernel.test_memory_limit = limit
+    pages.temp_memory_limit = limit
     return 0
 
 

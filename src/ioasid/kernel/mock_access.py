@@ -20,6 +20,7 @@ from ioasid.hw.memory import PAGE_SIZE, SelfAddressSpace
 from ioasid.kernel.access import Access, AccessOps, access_create, access_destroy
 from ioasid.kernel.anon_inode import AnonFile
 from ioasid.kernel.errors import fail
+from ioasid.kernel.fail_nth import inject
 from ioasid.kernel.io_pagetable import syz_conv_iova
 from ioasid.kernel.pages import ULONG_MAX
 from ioasid.kernel.private import IommufdCtx, Ucmd
@@ -153,10 +154,13 @@ def access_pages(ucmd: Ucmd) -> int:
         fail(errno.EOPNOTSUPP, "ACCESS_PAGES: the access was created without NEEDS_PIN_PAGES")
     if flags & uapi.MOCK_FLAGS_ACCESS_SYZ:
         iova = _syz_conv_iova(access, iova)
+    task = ucmd.ictx.kernel.processes.current
+    inject(task, errno.ENOMEM, "iommufd_test_access_pages")  # kvzalloc(pages[npages])
     pfns = access.pin_pages(iova, length, flags & uapi.MOCK_FLAGS_ACCESS_WRITE)
     try:
         if uptr:
             _check_pages(ucmd, uptr - iova % PAGE_SIZE, pfns)
+        inject(task, errno.ENOMEM, "iommufd_test_access_pages")  # kzalloc(item)
         item = AccessItem(iova, length, staccess.next_id)
         staccess.next_id = (staccess.next_id + 1) & 0xFFFFFFFF
         staccess.items.append(item)

@@ -23,7 +23,7 @@ from sortedcontainers import SortedList
 
 from ioasid.hw.memory import PAGE_SIZE, PhysMap, SelfAddressSpace
 from ioasid.kernel.errors import fail
-from ioasid.kernel.fail_nth import should_fail
+from ioasid.kernel.fail_nth import inject, recovered
 from ioasid.kernel.process import CAP_IPC_LOCK, MmStruct, Task, UserStruct
 from ioasid.kernel.rangecount import RangeCount
 
@@ -99,6 +99,54 @@ class DmabufImport:
         self.unmap_callbacks: list[Callable[[], None]] = []
 
 
+temp_memory_limit = 65536
+"""``TEMP_MEMORY_LIMIT``: with the selftest driver, the global ``iommufd_test_memory_limit``
+that ``IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT`` sets (for every context, as in the kernel)."""
+
+
+def temp_kmalloc(task: Task, size: int) -> int:
+    """``temp_kmalloc`` without a backup: ``iommufd_should_fail()`` (ENOMEM), then a
+    ``__GFP_NOWARN`` try whose failure falls back to one ``PAGE_SIZE``. Returns the size."""
+    inject(task, errno.ENOMEM, "temp_kmalloc")
+    size = min(size, temp_memory_limit)
+    if recovered(task, "temp_kmalloc kmalloc"):
+        size = PAGE_SIZE
+    return size
+
+
+def pfn_reader_fault_points(task: Task, runs: list[tuple[int, int]], npages: int) -> None:
+    """The fault points of ``pfn_reader_first/next`` pinning the user pages ``runs`` of a
+    fill of ``npages``: the batch's and the page list's ``temp_kmalloc``, then one
+    ``pfn_reader_user_pin`` (EFAULT) per chunk of pages the list holds."""
+    temp_kmalloc(task, npages * 12)  # __batch_init: a pfn and a count per entry
+    unum = max(1, temp_kmalloc(task, npages * 8) // 8)  # user->upages
+    for a, b in runs:
+        for _ in range(-(-(b - a + 1) // unum)):
+            inject(task, errno.EFAULT, "pfn_reader_user_pin")
+
+
+def _xa_nodes(first: int, last: int) -> int:
+    """The xarray nodes storing indexes ``[first, last]`` into an empty xarray makes: the
+    64-slot nodes of every level up to the one that covers ``last``."""
+    nodes, shift = 0, 6
+    while True:
+        nodes += (last >> shift) - (first >> shift) + 1
+        if not last >> shift:
+            return nodes
+        shift += 6
+
+
+def pages_to_xarray_fault_points(task: Task, first: int, last: int) -> None:
+    """``pages_to_xarray`` of ``[first, last]``: every new node's ``GFP_NOWAIT`` try (then
+    ``GFP_KERNEL``: recovered) and, half way, ``iommufd_should_fail()`` (EINVAL)."""
+    half = first + (last - first + 1) // 2
+    for _ in range(_xa_nodes(first, half - 1) if half > first else 0):
+        recovered(task, "xas_store")
+    inject(task, errno.EINVAL, "pages_to_xarray")
+    for _ in range(_xa_nodes(first, last) - (_xa_nodes(first, half - 1) if half > first else 0)):
+        recovered(task, "xas_store")
+
+
 class IoptPages:
     """``struct iopt_pages``. Slotted, and what most mappings never use (pin counts, frames,
     accesses) made on first use: a VMM maps millions of these."""
@@ -131,6 +179,7 @@ class IoptPages:
                 errno.EINVAL,
                 f"length {length:#x} must be non-zero and at most SIZE_MAX - PAGE_SIZE",
             )
+        inject(task, errno.ENOMEM, "iopt_alloc_pages")
         self.type = AddressType.USER
         self.uptr = 0
         self.file_fd = -1
@@ -254,24 +303,34 @@ class IoptPages:
             end = self.start + (last + 1) * PAGE_SIZE
             fail(errno.EINVAL, f"file range up to {end:#x} is beyond the file size {size:#x}")
 
-    def pin(self, first: int, last: int) -> None:
+    def pin(self, first: int, last: int, fill_xarray: bool = False) -> None:
         """Take one pin on page indexes ``[first, last]``; charge newly pinned pages.
 
         All or nothing: on failure no pin is taken and nothing is charged. Only pages no
         one holds yet are read from the source (the pfn_reader takes held ones from the
-        access xarray or a domain), so only those can fail.
+        access xarray or a domain), so only those can fail. ``fill_xarray``: for an access
+        (``iopt_pages_fill_xarray``), whose pages also go into ``pages->pinned_pfns``.
         """
         runs = self.pins.add(first, last, +1)
         newly = sum(b - a + 1 for a, b in runs)
+        if not newly and fill_xarray:
+            try:
+                pages_to_xarray_fault_points(self.source_task, first, last)
+            except OSError:
+                self.pins.add(first, last, -1)
+                raise
         if newly:
             self.npinned += newly
             try:
-                if should_fail(self.source_task):
-                    fail(errno.EFAULT, "fail-nth: pfn_reader_user_pin failed")
+                if fill_xarray:
+                    inject(self.source_task, errno.EFAULT, "pfn_reader_user_pin")
+                else:
+                    pfn_reader_fault_points(self.source_task, runs, last - first + 1)
                 for a, b in runs:
                     self._check_source(a, b)
-                if should_fail(self.source_task):
-                    fail(errno.ENOMEM, "fail-nth: pfn_reader_user_update_pinned failed")
+                if fill_xarray:
+                    pages_to_xarray_fault_points(self.source_task, first, last)
+                inject(self.source_task, errno.ENOMEM, "pfn_reader_user_update_pinned")
                 self.update_pinned(newly, inc=True)
             except OSError:
                 self.pins.add(first, last, -1)

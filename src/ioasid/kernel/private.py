@@ -49,7 +49,6 @@ class Machine(Protocol):
     lock: threading.RLock
     mock_units: dict[tuple[bool, bool], IommuUnit]
     mock_dev_ida: int
-    test_memory_limit: int
 
     def copy_from_user(self, addr: int, length: int) -> bytes: ...
 
@@ -91,7 +90,7 @@ class IommufdCtx:
 
     def __init__(self, kernel: Machine, vfio_container: bool = False) -> None:
         self.kernel = kernel
-        self.objects = ObjectTable(lambda: should_fail(kernel.processes.current))
+        self.objects = ObjectTable(lambda site: should_fail(kernel.processes.current, site))
         # iommufd_fops_open(): /dev/vfio/vfio defaults to VFIO's MM accounting
         self.account_mode = AccountMode.MM if vfio_container else AccountMode.NONE
         self.vfio_ioas: Any = None

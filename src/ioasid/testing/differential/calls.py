@@ -54,8 +54,9 @@ class Call:
     ``scratch``) starting with ``data`` (hex) and filled up with ``0xa5``, recorded after the
     call; fds the kernel returned, by name (ref ``access3``; a name not bound, or no longer,
     resolves to :data:`BAD_FD`); ``binds``, the name under which a successful
-    ``CREATE_ACCESS`` binds the fd it returned; and the pseudo-op ``CLOSE`` (ref ``fd``),
-    a plain ``close`` of a named fd.
+    ``CREATE_ACCESS`` binds the fd it returned; the pseudo-op ``CLOSE`` (ref ``fd``),
+    a plain ``close`` of a named fd; and ``READ`` (ref ``fd``), a ``read`` of ``scratch``
+    bytes from a named event-queue fd (the records a vEVENTQ or fault queue delivers).
 
     The fuzzer adds: ``file``, the open file the ioctl goes to (``""`` the handle, else a
     name the executor is given: ``vfio`` for ``/dev/vfio/vfio``, ``cdev`` for a VFIO device

@@ -26,6 +26,7 @@ from ioasid.testing.differential.calls import (
 from ioasid.testing.differential.model import ModelArea
 from ioasid.testing.differential.structs import StructAware
 
+PGFAULT_SIZE = ctypes.sizeof(uapi.iommu_hwpt_pgfault)
 
 class Generator(StructAware):
     """Random ioctls for ``seed``, steered by the outcomes it is shown (:meth:`observe`).
@@ -68,11 +69,12 @@ class Generator(StructAware):
         ("nested_alloc", 4),
         ("invalidate", 3),
         ("veventq_alloc", 2),
-        ("trigger_vevent", 2),
+        ("trigger_vevent", 4),
         ("hw_queue_alloc", 2),
         ("fault_alloc", 1),
         ("trigger_iopf", 1),
         ("close_eventq", 1),
+        ("read_eventq", 3),
     )
     """Added by the devices mode: the mock driver's ``IOMMU_TEST_CMD`` ops, HWPTs, dirty
     tracking, access objects, the mock vIOMMU (vDEVICEs, nested HWPTs, invalidation,
@@ -674,10 +676,10 @@ class Generator(StructAware):
             note=f"{note}, dev_flags {flags:#x}",
         )
 
-    def _gen_hwpt_alloc(self) -> Call:
+    def _gen_hwpt_alloc(self, flags: int | None = None) -> Call:
         dev, dnote = self._pick_idev()
         notes = [dnote]
-        flags = self.rng.choice(
+        flags = flags if flags is not None else self.rng.choice(
             [
                 0,
                 0,
@@ -832,6 +834,18 @@ class Generator(StructAware):
         )
 
     def _gen_dirty(self) -> Call:
+        dirty = uapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+        capable = sorted(h for h, m in self.hwpts.items() if m.flags & dirty)
+        if not capable and self.devs and self.rng.random() < 0.5:
+            return self._gen_hwpt_alloc(dirty)
+        tracking = any(self.hwpts[h].tracking for h in capable)
+        if capable and not tracking and self.rng.random() < 0.5:
+            return Call(
+                "IOMMU_HWPT_SET_DIRTY_TRACKING",
+                uapi.IOMMU_HWPT_SET_DIRTY_TRACKING,
+                {"flags": uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE, "hwpt_id": capable[0]},
+                note="enable, so that marks and reads can succeed",
+            )
         r = self.rng.random()
         hwpt, note = self._pick_hwpt(dirty=True, tracking=r >= 0.3)
         if r < 0.3:
@@ -1008,8 +1022,11 @@ class Generator(StructAware):
         return self._bogus_id()
 
     def _gen_viommu_alloc(self) -> Call:
-        dev, dnote = self._pick_idev()
         parents = [h for h, m in self.hwpts.items() if m.flags & uapi.IOMMU_HWPT_ALLOC_NEST_PARENT]
+        if not parents and self.devs and self.rng.random() < 0.7:
+            # a vIOMMU sits on a nest parent: make one first, or the chain below never starts
+            return self._gen_hwpt_alloc(uapi.IOMMU_HWPT_ALLOC_NEST_PARENT)
+        dev, dnote = self._pick_idev()
         if parents and self.rng.random() < 0.75:
             hwpt, hnote = self.rng.choice(parents), "nest parent"
         else:
@@ -1034,6 +1051,8 @@ class Generator(StructAware):
         return Call("IOMMU_VIOMMU_ALLOC", uapi.IOMMU_VIOMMU_ALLOC, fields, refs, note=note, **kw)
 
     def _gen_vdevice_alloc(self) -> Call:
+        if not self.viommus and self.rng.random() < 0.6:
+            return self._gen_viommu_alloc()
         viommu, vnote = self._pick_viommu()
         dev, dnote = self._pick_idev()
         virt_id = self.rng.choice([0, 1, 0x88, 0x99, 0x99, 0xFFFF, 1 << 40])
@@ -1041,11 +1060,13 @@ class Generator(StructAware):
         fields = {"viommu_id": viommu, "dev_id": dev, "virt_id": virt_id}
         return Call("IOMMU_VDEVICE_ALLOC", uapi.IOMMU_VDEVICE_ALLOC, fields, note=note)
 
-    def _gen_nested_alloc(self) -> Call:
-        dev, dnote = self._pick_idev()
+    def _gen_nested_alloc(self, dev: int | None = None, pt: int | None = None) -> Call:
+        dev, dnote = (dev, "") if dev is not None else self._pick_idev()
         r = self.rng.random()
         parents = [h for h, m in self.hwpts.items() if m.flags & uapi.IOMMU_HWPT_ALLOC_NEST_PARENT]
-        if self.viommus and r < 0.5:
+        if pt is not None:
+            pnote = "on its vIOMMU"
+        elif self.viommus and r < 0.5:
             pt, pnote = self.rng.choice(sorted(self.viommus)), "on a vIOMMU"
         elif parents and r < 0.85:
             pt, pnote = self.rng.choice(parents), "on a nest parent"
@@ -1116,6 +1137,8 @@ class Generator(StructAware):
         )
 
     def _gen_veventq_alloc(self) -> Call:
+        if not self.viommus and self.rng.random() < 0.6:
+            return self._gen_viommu_alloc()
         viommu, note = self._pick_viommu()
         vtype = self.rng.choice([uapi.IOMMU_VEVENTQ_TYPE_SELFTEST] * 4 + [0, 1])
         depth = self.rng.choice([1, 2, 2, 4, 0, (1 << 19) + 1])
@@ -1139,12 +1162,63 @@ class Generator(StructAware):
         )
 
     def _gen_trigger_vevent(self) -> Call:
+        # 7.3 reports an event only for a device attached to a nested HWPT on a vIOMMU where
+        # it has a vDEVICE, with a vEVENTQ of that vIOMMU open: build that chain step by step
+        step = self._vevent_chain() if self.rng.random() < 0.8 else None
+        if isinstance(step, Call):
+            return step
         on_nested = [d.idev for d in self.devs.values() if d.hwpt in self.nested]
-        if on_nested and self.rng.random() < 0.8:
+        if step is not None:
+            dev, note = step, "attached to a nested HWPT on its vIOMMU, a vEVENTQ open"
+        elif on_nested and self.rng.random() < 0.8:
             dev, note = self.rng.choice(sorted(on_nested)), "attached to a nested HWPT"
         else:
             dev, note = self._pick_idev()
         return self._test("IOMMU_TEST_OP_TRIGGER_VEVENT", {"trigger_vevent.dev_id": dev}, note=note)
+
+    def _vevent_chain(self) -> Call | int | None:
+        """The next missing link towards a reportable vEVENT: a device's idev when the
+        chain is complete, the call that adds a link, or None when no vDEVICE exists."""
+        idev_stdev = {d.idev: stdev for stdev, d in self.devs.items()}
+        links = sorted(
+            (viommu, idev)
+            for viommu, idev in self.vdev_of.values()
+            if viommu in self.viommus and idev in idev_stdev
+        )
+        if not links:
+            if self.viommus and self.devs:
+                viommu = self.rng.choice(sorted(self.viommus))
+                idev = self.devs[self.rng.choice(sorted(self.devs))].idev
+                virt_id = self.rng.randrange(1, 1 << 16)
+                fields = {"viommu_id": viommu, "dev_id": idev, "virt_id": virt_id}
+                note = f"a vDEVICE towards a vEVENT, virt_id {virt_id:#x}"
+                return Call("IOMMU_VDEVICE_ALLOC", uapi.IOMMU_VDEVICE_ALLOC, fields, note=note)
+            return None
+        viommu, idev = self.rng.choice(links)
+        dev = self.devs[idev_stdev[idev]]
+        if self.nested_on.get(dev.hwpt) != viommu:
+            on_it = sorted(h for h, pt in self.nested_on.items() if pt == viommu)
+            if not on_it:
+                return self._gen_nested_alloc(dev=idev, pt=viommu)
+            return self._test(
+                "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE",
+                {"id": idev_stdev[idev], "mock_domain_replace.pt_id": self.rng.choice(on_it)},
+                note="onto a nested HWPT of the vIOMMU where it has a vDEVICE",
+            )
+        if viommu not in self.veventq_of.values():
+            self.n_eventq += 1
+            return Call(
+                "IOMMU_VEVENTQ_ALLOC",
+                uapi.IOMMU_VEVENTQ_ALLOC,
+                {
+                    "viommu_id": viommu,
+                    "type": uapi.IOMMU_VEVENTQ_TYPE_SELFTEST,
+                    "veventq_depth": self.rng.choice([1, 2, 4]),
+                },
+                binds=f"veventq{self.n_eventq}",
+                note="for the vIOMMU of an attached vDEVICE",
+            )
+        return idev
 
     def _gen_trigger_iopf(self) -> Call:
         dev, note = self._pick_idev()
@@ -1158,9 +1232,15 @@ class Generator(StructAware):
         return self._test("IOMMU_TEST_OP_TRIGGER_IOPF", fields, note=note)
 
     def _gen_hw_queue_alloc(self) -> Call:
+        if not self.viommus and self.rng.random() < 0.6:
+            return self._gen_viommu_alloc()
         viommu, vnote = self._pick_viommu()
         parent = self.viommus.get(viommu)
-        iova, length, _, snote = self._span(self._ioas_of(parent) if parent else None, 2)
+        iova, length, _, snote = self._span(self._ioas_of(parent) if parent else None, 1)
+        if snote == "runs past the end of an area":
+            # two pinned pages must be physically contiguous (else EFAULT): that is the
+            # host's allocator, not a kernel rule, so only one-page queues are compared
+            length, snote = PAGE, "in an area"
         if self.rng.random() < 0.2:
             iova, length = iova + PAGE // 2, PAGE // 2
             snote += ", unaligned"
@@ -1175,6 +1255,20 @@ class Generator(StructAware):
         }
         note = ", ".join(n for n in (vnote, snote, f"index {index}, type {qtype:#x}") if n)
         return Call("IOMMU_HW_QUEUE_ALLOC", uapi.IOMMU_HW_QUEUE_ALLOC, fields, note=note)
+
+    def _gen_read_eventq(self) -> Call:
+        names = sorted(self.eventqs)
+        vevent = [n for n in names if n.startswith("veventq")]
+        if vevent and self.rng.random() < 0.8:
+            name = self.rng.choice(vevent)
+        elif names:
+            name = self.rng.choice(names)
+        else:
+            name = "veventq0"
+        # 8 B is one vEVENT header, 12 B one selftest record, below a header EINVAL; a
+        # fault queue reads whole iommu_hwpt_pgfault records only (else ESPIPE)
+        n = self.rng.choice([12, 12, 24, 256, 8, 4, 0, PGFAULT_SIZE, 2 * PGFAULT_SIZE])
+        return Call("READ", 0, refs={"fd": name}, scratch=n, note=f"read {n} bytes")
 
     def _gen_close_eventq(self) -> Call:
         if self.eventqs:
@@ -1222,9 +1316,23 @@ class Generator(StructAware):
         access, and ends checking that no page of the region is left pinned."""
         out: list[Call] = []
         if self.devices:
+            for hw_queue in sorted(self.hw_queues, reverse=True):
+                # a HW queue's internal access pins its pages (the last one first: each
+                # later index depends on the one before)
+                out.append(
+                    Call(
+                        "IOMMU_DESTROY",
+                        uapi.IOMMU_DESTROY,
+                        {"id": hw_queue},
+                        note="final: destroy HW queue",
+                    )
+                )
             for name in sorted(self.accesses):
                 out.append(Call("CLOSE", 0, refs={"fd": name}, note="final: close access"))
             for name in sorted(self.eventqs):
+                # drain first: what is still queued (records, sequence numbers) must agree
+                n = 4096 if name.startswith("veventq") else 85 * PGFAULT_SIZE
+                out.append(Call("READ", 0, refs={"fd": name}, scratch=n, note="final: drain"))
                 out.append(Call("CLOSE", 0, refs={"fd": name}, note="final: close event queue"))
         for ioas_id, m in sorted(self.ioas.items()):
             for iova, a in m.sorted_areas():

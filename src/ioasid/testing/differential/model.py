@@ -85,6 +85,12 @@ class Model:
         self.viommus: dict[int, int] = {}
         """vIOMMU id → its parent HWPT."""
         self.vdevs: set[int] = set()
+        self.vdev_of: dict[int, tuple[int, int]] = {}
+        """vDEVICE id → (its vIOMMU, its idev)."""
+        self.nested_on: dict[int, int] = {}
+        """Nested HWPT id → the id it was allocated on (a vIOMMU or a nest parent)."""
+        self.veventq_of: dict[str, int] = {}
+        """Open vEVENTQ fd name → its vIOMMU."""
         self.hw_queues: set[int] = set()
         self.eventqs: dict[str, int] = {}
         """Open vEVENTQ / fault queue fds by name → the object id."""
@@ -173,21 +179,25 @@ class Model:
         elif op == "IOMMU_VDEVICE_ALLOC":
             new = int(out["out_vdevice_id"])
             self.vdevs.add(new)
+            self.vdev_of[new] = (f["viommu_id"], f["dev_id"])
         elif op == "IOMMU_HW_QUEUE_ALLOC":
             new = int(out["out_hw_queue_id"])
             self.hw_queues.add(new)
         elif op == "IOMMU_VEVENTQ_ALLOC":
             new = int(out["out_veventq_id"])
             self.eventqs[call.binds] = new
+            self.veventq_of[call.binds] = f["viommu_id"]
         elif op == "IOMMU_FAULT_QUEUE_ALLOC":
             new = int(out["out_fault_id"])
             self.eventqs[call.binds] = new
         elif op == "CLOSE":
             self.eventqs.pop(call.refs.get("fd", ""), None)
+            self.veventq_of.pop(call.refs.get("fd", ""), None)
         elif op == "IOMMU_DESTROY":
             obj = f.get("id", 0)
             self.viommus.pop(obj, None)
             self.vdevs.discard(obj)
+            self.vdev_of.pop(obj, None)
             self.hw_queues.discard(obj)
         # the internal access of a HW queue takes the next id
         self.max_id = max(self.max_id, new + (op == "IOMMU_HW_QUEUE_ALLOC"))
@@ -213,6 +223,7 @@ class Model:
                 self.hwpts[new] = ModelHwpt(pt, f.get("flags", 0), auto=False)
             else:
                 self.nested.add(new)
+                self.nested_on[new] = pt
         elif op == "IOMMU_HWPT_SET_DIRTY_TRACKING":
             h = self.hwpts.get(f.get("hwpt_id", 0))
             if h is not None:
@@ -230,6 +241,7 @@ class Model:
             self.devs.pop(obj, None)
             self.hwpts.pop(obj, None)
             self.nested.discard(obj)
+            self.nested_on.pop(obj, None)
             self.dead_objs.add(obj)
         elif op == "IOMMU_TEST_OP_CREATE_ACCESS":
             self.accesses[call.binds] = ModelAccess(f["id"], bool(f["create_access.flags"] & 1))
